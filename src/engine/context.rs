@@ -1,0 +1,278 @@
+//! What a workflow sees of its run: its input, journaled steps, logs, workflow events,
+//! decisions and cancellation. Every side effect goes through [`RunContext::step`], whose result
+//! is committed to the journal before the workflow sees it.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use super::{lifecycle, Core};
+use crate::{
+    domain::{Decision, ErrorCode, Lease, LogStream, NewLogLine, Run, RunError, RunId, Timestamp},
+    error::Error,
+    store::JournalEntry,
+};
+
+/// Why a workflow stopped without an output.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The run's work failed.
+    #[error("{message}")]
+    Failed {
+        /// The class of failure.
+        code: ErrorCode,
+        /// What went wrong.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The run was cancelled; the workflow must stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// The run now waits for a decision; it resumes from the top when one arrives.
+    #[error("waiting for a decision")]
+    Suspended,
+    /// Another worker owns the run now; nothing more may be written.
+    #[error("lease lost")]
+    LeaseLost,
+    /// The store failed.
+    #[error("storage: {0}")]
+    Store(Error),
+}
+
+impl WorkflowError {
+    /// A failure that another attempt may fix.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Failed { code: ErrorCode::Failed, message: message.into(), retryable: true }
+    }
+
+    /// A failure that another attempt would repeat.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::Failed { code: ErrorCode::Failed, message: message.into(), retryable: false }
+    }
+
+    /// The run's input is unusable.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::Failed { code: ErrorCode::InvalidInput, message: message.into(), retryable: false }
+    }
+
+    /// The run error this failure records, for the given attempt.
+    pub fn to_run_error(&self, attempt: u32) -> RunError {
+        match self {
+            Self::Failed { code, message, retryable } => RunError::new(*code, message.clone(), *retryable, attempt),
+            Self::Store(err) => RunError::new(ErrorCode::Internal, err.to_string(), true, attempt),
+            other => RunError::new(ErrorCode::Internal, other.to_string(), true, attempt),
+        }
+    }
+}
+
+impl From<Error> for WorkflowError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::StaleLease { .. } => Self::LeaseLost,
+            other => Self::Store(other),
+        }
+    }
+}
+
+enum LogCommand {
+    Line(NewLogLine),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The run a workflow executes, as one attempt sees it.
+pub struct RunContext {
+    core: Arc<Core>,
+    run: Run,
+    lease: Lease,
+    journal: Mutex<HashMap<String, Value>>,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+    logs: mpsc::Sender<LogCommand>,
+}
+
+impl RunContext {
+    /// A context for one attempt; returns it with the task that writes its log lines.
+    pub(super) fn new(
+        core: Arc<Core>,
+        run: Run,
+        lease: Lease,
+        journal: HashMap<String, Value>,
+        cancel: CancellationToken,
+        lost: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (logs, commands) = mpsc::channel(core.config.log_buffer);
+        let writer = tokio::spawn(write_logs(core.clone(), lease.clone(), run.attempt, commands, lost.clone()));
+        let ctx = Self { core, run, lease, journal: Mutex::new(journal), cancel, lost, logs };
+        (ctx, writer)
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> RunId {
+        self.run.id
+    }
+
+    /// The run as it was when this attempt started.
+    pub fn run(&self) -> &Run {
+        &self.run
+    }
+
+    /// The run's input.
+    pub fn input(&self) -> &Map<String, Value> {
+        &self.run.input
+    }
+
+    /// The attempt being executed, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.run.attempt
+    }
+
+    /// Resolves when the run is cancelled; long operations select on it and stop promptly.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Executes a journaled step: if the journal has a result for `key`, returns it without
+    /// running `f`; otherwise runs `f`, commits its result to the journal under this attempt's
+    /// lease, and returns it. Keys must be unique within the run and stable across executions.
+    pub async fn step<T, F, Fut>(&self, key: &str, f: F) -> Result<T, WorkflowError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, WorkflowError>>,
+    {
+        if let Some(recorded) = self.journal.lock().await.get(key) {
+            return serde_json::from_value(recorded.clone()).map_err(|err| {
+                WorkflowError::fatal(format!("the journal entry of step `{key}` does not fit the workflow: {err}"))
+            });
+        }
+        self.check_running()?;
+        let started = Instant::now();
+        let result = f().await?;
+        let output = serde_json::to_value(&result)
+            .map_err(|err| WorkflowError::fatal(format!("the result of step `{key}` cannot be journaled: {err}")))?;
+        let entry = JournalEntry {
+            key: key.to_owned(),
+            output: output.clone(),
+            attempt: self.run.attempt,
+            finished_at: Timestamp::now(),
+            duration: started.elapsed(),
+        };
+        let lease = &self.lease;
+        self.core.update(self.run.id, &|run| lifecycle::record_step(run, lease, entry.clone())).await?;
+        self.journal.lock().await.insert(key.to_owned(), output);
+        Ok(result)
+    }
+
+    /// Appends a line (or several, split at newlines) to the run's log. Lines are written in
+    /// batches by a background task; under back-pressure this waits rather than dropping lines.
+    pub async fn log(&self, stream: LogStream, text: &str) {
+        let time = Timestamp::now();
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let command = LogCommand::Line(NewLogLine { time, stream, text: line.to_owned() });
+            if self.logs.send(command).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until every line logged so far is stored.
+    pub async fn flush_logs(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.logs.send(LogCommand::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    /// Appends a workflow event (a transcript message, a vote, a gate result) to the run's
+    /// event stream.
+    pub async fn emit(&self, event_type: &str, data: Value) -> Result<(), WorkflowError> {
+        self.check_running()?;
+        let lease = &self.lease;
+        let now = Timestamp::now();
+        self.core
+            .update(self.run.id, &|run| lifecycle::workflow_event(run, lease, event_type, data.clone(), now))
+            .await?;
+        Ok(())
+    }
+
+    /// Returns the decision recorded for wait point `key`; if there is none yet, puts the run in
+    /// the waiting state (releasing its worker) and returns [`WorkflowError::Suspended`], which
+    /// the workflow must propagate. The run resumes from the top once the decision arrives.
+    pub async fn wait_for_decision(&self, key: &str, prompt: &str) -> Result<Decision, WorkflowError> {
+        if let Some(decision) = self.run.decisions.get(key) {
+            return Ok(decision.clone());
+        }
+        self.check_running()?;
+        self.flush_logs().await;
+        let lease = &self.lease;
+        let now = Timestamp::now();
+        self.core.update(self.run.id, &|run| lifecycle::suspend(run, lease, key, prompt, now)).await?;
+        Err(WorkflowError::Suspended)
+    }
+
+    fn check_running(&self) -> Result<(), WorkflowError> {
+        if self.lost.is_cancelled() {
+            return Err(WorkflowError::LeaseLost);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(WorkflowError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// Writes a run's log lines in batches: it takes whatever has accumulated since its last write
+/// (up to a batch), so a trickle is written line by line at once and a flood in large batches.
+async fn write_logs(core: Arc<Core>, lease: Lease, attempt: u32, mut commands: mpsc::Receiver<LogCommand>, lost: CancellationToken) {
+    let mut batch = Vec::new();
+    let mut waiters = Vec::new();
+    while let Some(command) = commands.recv().await {
+        let mut next = Some(command);
+        while let Some(command) = next.take() {
+            match command {
+                LogCommand::Line(line) => batch.push(line),
+                LogCommand::Flush(done) => waiters.push(done),
+            }
+            if batch.len() < core.config.log_batch {
+                next = commands.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            store_batch(&core, &lease, attempt, &batch, &lost).await;
+        }
+        batch.clear();
+        for done in waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Stores one batch, retrying while the store is unavailable (for as long as the lease could
+/// still be alive); a stale lease marks the attempt lost.
+async fn store_batch(core: &Core, lease: &Lease, attempt: u32, batch: &[NewLogLine], lost: &CancellationToken) {
+    let give_up = Instant::now() + core.config.lease_ttl;
+    while !lost.is_cancelled() {
+        match core.append_logs(lease, attempt, batch).await {
+            Ok(()) => return,
+            Err(Error::StaleLease { .. }) => lost.cancel(),
+            Err(err) if Instant::now() < give_up => {
+                tracing::warn!(run = %lease.run_id, error = %err, lines = batch.len(), "could not store log lines; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(err) => {
+                tracing::error!(run = %lease.run_id, error = %err, lines = batch.len(), "giving up storing log lines");
+                lost.cancel();
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The one shared execution engine: a priority queue of runs claimed under leases by a pool of
+//! in-process workers, journaled steps, retries, timeouts, cancellation, waiting for decisions,
+//! rescue of lapsed leases, and the fan-out of every event and log line to whoever watches.
+//!
+//! The engine knows nothing of what a kind does (see [`Registry`]); a workflow knows nothing of
+//! leases (see [`RunContext`]).
+
+mod context;
+mod executor;
+mod follow;
+mod hub;
+pub mod lifecycle;
+mod maintenance;
+mod registry;
+mod service;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use context::{RunContext, WorkflowError};
+pub use follow::Delivery;
+pub use registry::{Registry, Workflow};
+pub use service::{CreateRunRequest, ListRunsRequest, QueueStats};
+
+use self::{hub::Hub, lifecycle::RetryPolicy};
+use crate::{
+    domain::{Lease, LogLine, NewLogLine, RunEvent, RunId, RunState, WorkerId},
+    error::Result,
+    store::{SharedStore, Transition, UpdateFn},
+};
+
+/// How the engine behaves; every duration and limit is configurable.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This process's worker identity, recorded on the leases it takes.
+    pub worker_id: WorkerId,
+    /// How many runs this process executes at once.
+    pub worker_slots: usize,
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How often a running run's lease is extended.
+    pub heartbeat_interval: Duration,
+    /// How often expired leases and deadlines are checked.
+    pub maintenance_interval: Duration,
+    /// The safety-net poll of the queue when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// Attempts of a run created without `max_attempts`.
+    pub default_max_attempts: u32,
+    /// Time limit of an attempt of a run created without one.
+    pub default_attempt_timeout: Duration,
+    /// The longest attempt timeout a run may ask for.
+    pub max_attempt_timeout: Duration,
+    /// Backoff between attempts.
+    pub retry: RetryPolicy,
+    /// How long a cancelled run may take to stop before it is stopped by force.
+    pub cancel_grace: Duration,
+    /// How long shutdown waits for running runs before releasing them to the queue.
+    pub shutdown_grace: Duration,
+    /// How long a watch or tail stream may stay silent before a heartbeat.
+    pub stream_heartbeat: Duration,
+    /// Batches a subscriber may fall behind before it lags.
+    pub hub_capacity: usize,
+    /// Log lines a run may buffer before logging waits for the store.
+    pub log_buffer: usize,
+    /// Log lines written per batch at most.
+    pub log_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: WorkerId::new(format!("conclave-{}", std::process::id())),
+            worker_slots: 64,
+            lease_ttl: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            maintenance_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            default_max_attempts: 3,
+            default_attempt_timeout: Duration::from_secs(3600),
+            max_attempt_timeout: Duration::from_secs(7 * 24 * 3600),
+            retry: RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(300) },
+            cancel_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            stream_heartbeat: Duration::from_secs(15),
+            hub_capacity: 1024,
+            log_buffer: 4096,
+            log_batch: 1000,
+        }
+    }
+}
+
+/// The signals of a run being executed by this process.
+#[derive(Debug, Clone)]
+struct ActiveRun {
+    /// Asks the workflow to stop at its next step.
+    cancel: CancellationToken,
+    /// Stops the workflow at once.
+    force: CancellationToken,
+}
+
+/// The engine's shared state.
+#[derive(Debug)]
+struct Core {
+    store: SharedStore,
+    registry: Registry,
+    config: EngineConfig,
+    events: Arc<Hub<RunEvent>>,
+    logs: Arc<Hub<LogLine>>,
+    /// Wakes the claim loop: something became claimable.
+    wake: Notify,
+    active: Mutex<HashMap<RunId, ActiveRun>>,
+    /// Stop claiming and end streams.
+    shutdown: CancellationToken,
+    /// Give runs still executing back to the queue.
+    release: CancellationToken,
+    tasks: TaskTracker,
+    busy: AtomicUsize,
+}
+
+impl Core {
+    /// Applies a state-machine function to a run and publishes what changed.
+    async fn update(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition> {
+        let transition = self.store.update_run(id, change).await?;
+        self.publish(&transition);
+        Ok(transition)
+    }
+
+    /// Publishes a committed transition: its events to watchers, the end of the run to every
+    /// follower when it finished, and a wake-up to the workers when it made a run claimable.
+    fn publish(&self, transition: &Transition) {
+        if transition.events.is_empty() {
+            return;
+        }
+        let run = &transition.run;
+        self.events.publish(run.id, transition.events.clone());
+        if run.state.is_terminal() {
+            self.events.finish(run.id);
+            self.logs.finish(run.id);
+        }
+        if run.state == RunState::Queued {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Stores log lines under a lease and publishes them.
+    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<()> {
+        let stored = self.store.append_logs(lease, attempt, lines).await?;
+        self.logs.publish(lease.run_id, stored);
+        Ok(())
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, ActiveRun>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The engine: the domain service behind `RunService`, and the workers that execute runs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    core: Arc<Core>,
+}
+
+impl Engine {
+    /// An engine over a store, running the kinds of a registry. Call [`Engine::start`] to begin
+    /// executing runs.
+    pub fn new(store: SharedStore, registry: Registry, config: EngineConfig) -> Self {
+        let core = Core {
+            store,
+            registry,
+            events: Arc::new(Hub::new(config.hub_capacity)),
+            logs: Arc::new(Hub::new(config.hub_capacity)),
+            config,
+            wake: Notify::new(),
+            active: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            release: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            busy: AtomicUsize::new(0),
+        };
+        Self { core: Arc::new(core) }
+    }
+
+    /// Starts the worker pool and the maintenance loop.
+    pub fn start(&self) {
+        if self.core.config.worker_slots > 0 {
+            self.core.tasks.spawn(executor::claim_loop(self.core.clone()));
+        }
+        self.core.tasks.spawn(maintenance::maintain(self.core.clone()));
+    }
+
+    /// The store the engine runs on.
+    pub fn store(&self) -> &SharedStore {
+        &self.core.store
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.core.config
+    }
+
+    /// The kinds this engine runs.
+    pub fn registry(&self) -> &Registry {
+        &self.core.registry
+    }
+
+    /// Runs being executed by this process right now.
+    pub fn busy_slots(&self) -> usize {
+        self.core.busy.load(Ordering::Relaxed)
+    }
+
+    /// A token that fires when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.core.shutdown.clone()
+    }
+
+    /// Stops gracefully: takes no new runs, ends every stream, lets running runs finish within
+    /// the grace period, then gives the rest back to the queue with their journals intact, so a
+    /// restarted (or another) server resumes them without repeating finished steps.
+    pub async fn shutdown(&self) {
+        let core = &self.core;
+        core.shutdown.cancel();
+        core.tasks.close();
+        if tokio::time::timeout(core.config.shutdown_grace, core.tasks.wait()).await.is_ok() {
+            return;
+        }
+        let unfinished = core.active().len();
+        tracing::info!(runs = unfinished, "shutdown grace elapsed; releasing unfinished runs to the queue");
+        core.release.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), core.tasks.wait()).await.is_err() {
+            tracing::warn!("some runs did not stop; their leases will expire and they will be rescued");
+        }
+    }
+}

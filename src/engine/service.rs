@@ -1,0 +1,434 @@
+//! The operations behind `RunService`: validate a request, apply the state machine through the
+//! store, publish what changed. The gRPC adapter in `api/runs.rs` only decodes and encodes.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{
+    follow::{Delivery, Follow, ReadAfter},
+    hub::Hub,
+    lifecycle, Engine,
+};
+use crate::{
+    domain::{
+        Decision, LogLine, NewRun, Page, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, WorkspaceId,
+        DEFAULT_WORKSPACE,
+    },
+    error::{Error, FieldViolation, Result},
+};
+
+/// A request to create a run, as received; [`Engine::create_run`] validates it.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRunRequest {
+    pub workspace: String,
+    pub kind: String,
+    pub input: Map<String, Value>,
+    pub priority: i32,
+    pub max_attempts: u32,
+    pub attempt_timeout: Option<Duration>,
+    pub deadline: Option<Timestamp>,
+    pub concurrency_key: String,
+    pub concurrency_limit: u32,
+    pub labels: BTreeMap<String, String>,
+    pub request_id: String,
+}
+
+/// A request to list runs, as received.
+#[derive(Debug, Clone, Default)]
+pub struct ListRunsRequest {
+    pub workspace: String,
+    pub state: Option<RunState>,
+    pub kind: String,
+    pub labels: BTreeMap<String, String>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// Queue statistics of a workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    /// Runs by kind and state.
+    pub counts: BTreeMap<(String, RunState), u64>,
+    /// How long the oldest due queued run has waited.
+    pub oldest_queued_age: Duration,
+    /// Runs held under a lease.
+    pub active_leases: u64,
+    /// Runs finished in the last minute.
+    pub finished_last_minute: u64,
+    /// This server's worker slots.
+    pub worker_slots: usize,
+    /// Busy worker slots on this server.
+    pub busy_worker_slots: usize,
+}
+
+const MAX_PRIORITY: i32 = 1000;
+const MAX_ATTEMPTS: u32 = 100;
+const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
+const MAX_LABELS: usize = 64;
+const MAX_REQUEST_ID: usize = 128;
+const MAX_KEY_LENGTH: usize = 255;
+const MAX_INPUT_BYTES: usize = 1 << 20;
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 1000;
+const STREAM_BUFFER: usize = 64;
+
+impl Engine {
+    /// Creates and queues a run. A repeated `request_id` returns the run the first call created;
+    /// reusing it for a different kind or input is refused.
+    pub async fn create_run(&self, request: CreateRunRequest) -> Result<Run> {
+        let core = &self.core;
+        let workflow = core.registry.resolve(&request.kind);
+        let mut violations = Vec::new();
+        let new = validate_create(request, &core.config, &mut violations);
+        if let Err(Error::InvalidArgument(found)) = &workflow {
+            violations.extend(found.iter().cloned());
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let workflow = workflow?;
+        workflow.validate(&new.input)?;
+        self.require_workspace(&new.workspace).await?;
+        let created = core.store.create_run(new.clone()).await?;
+        let run = created.transition.run.clone();
+        if !created.created && (run.kind != new.kind || run.input != new.input) {
+            return Err(Error::AlreadyExists {
+                reason: "REQUEST_ID_REUSED",
+                message: format!(
+                    "request_id `{}` was already used for run {} with a different kind or input; use a new request_id",
+                    new.request_id.unwrap_or_default(),
+                    run.id
+                ),
+            });
+        }
+        core.publish(&created.transition);
+        Ok(run)
+    }
+
+    /// Returns one run.
+    pub async fn get_run(&self, id: RunId) -> Result<Run> {
+        self.core.store.get_run(id).await?.ok_or_else(|| Error::not_found("run", id))
+    }
+
+    /// Lists runs, newest first.
+    pub async fn list_runs(&self, request: ListRunsRequest) -> Result<Page<Run>> {
+        let limit = match request.page_size {
+            size if size < 0 => {
+                return Err(Error::invalid("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, not {size}")));
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            size => u32::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+        };
+        let workspace = workspace_or_default(&request.workspace);
+        let mut query = RunQuery {
+            workspace: Some(workspace.clone()),
+            state: request.state,
+            kind: (!request.kind.is_empty()).then(|| request.kind.clone()),
+            labels: request.labels.clone(),
+            limit: limit + 1,
+            before: None,
+        };
+        let fingerprint = query_fingerprint(&query);
+        if !request.page_token.is_empty() {
+            query.before = Some(PageToken::decode(&request.page_token, fingerprint)?);
+        }
+        self.require_workspace(&workspace).await?;
+        let mut runs = self.core.store.list_runs(&query).await?;
+        let next_page_token = if runs.len() > limit as usize {
+            runs.truncate(limit as usize);
+            runs.last().map(|run| PageToken::encode(run.id, fingerprint))
+        } else {
+            None
+        };
+        Ok(Page { items: runs, next_page_token })
+    }
+
+    /// Cancels a run: at once if queued or waiting; a running run is asked to stop at its next
+    /// step and stopped by force after the grace period, or at once with `force`.
+    pub async fn cancel_run(&self, id: RunId, reason: &str, force: bool) -> Result<Run> {
+        let now = Timestamp::now();
+        let transition = self.core.update(id, &|run| lifecycle::cancel(run, reason, force, now)).await?;
+        if let Some(active) = self.core.active().get(&id) {
+            active.cancel.cancel();
+            if transition.run.state.is_terminal() {
+                active.force.cancel();
+            }
+        }
+        Ok(transition.run)
+    }
+
+    /// Queues a failed or cancelled run again.
+    pub async fn retry_run(&self, id: RunId, reset_journal: bool) -> Result<Run> {
+        let now = Timestamp::now();
+        Ok(self.core.update(id, &|run| lifecycle::retry(run, reset_journal, now)).await?.run)
+    }
+
+    /// Fails an unfinished run at once.
+    pub async fn force_fail_run(&self, id: RunId, reason: &str) -> Result<Run> {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required: say why the run is being failed"));
+        }
+        let now = Timestamp::now();
+        let transition = self.core.update(id, &|run| lifecycle::force_fail(run, reason, now)).await?;
+        if let Some(active) = self.core.active().get(&id) {
+            active.force.cancel();
+        }
+        Ok(transition.run)
+    }
+
+    /// Answers a waiting run; the same decision again is a no-op.
+    pub async fn submit_decision(&self, id: RunId, key: &str, decision: Decision) -> Result<Run> {
+        let key = (!key.is_empty()).then_some(key);
+        let now = Timestamp::now();
+        Ok(self.core.update(id, &|run| lifecycle::decide(run, key, &decision, now)).await?.run)
+    }
+
+    /// Streams a run's events after `after`: stored ones, then live ones until the run finishes.
+    pub async fn watch_run(&self, id: RunId, after: u64) -> Result<mpsc::Receiver<Result<Delivery<RunEvent>>>> {
+        let store = self.core.store.clone();
+        let read: ReadAfter<RunEvent> = Arc::new(move |after, limit| {
+            let store = store.clone();
+            Box::pin(async move { store.read_events(id, after, limit).await })
+        });
+        self.follow(id, after, true, self.core.events.clone(), read, |run| run.last_event_sequence).await
+    }
+
+    /// Streams a run's log lines after `after`; with `follow`, live ones until the run finishes.
+    pub async fn tail_logs(&self, id: RunId, after: u64, follow: bool) -> Result<mpsc::Receiver<Result<Delivery<LogLine>>>> {
+        let store = self.core.store.clone();
+        let read: ReadAfter<LogLine> = Arc::new(move |after, limit| {
+            let store = store.clone();
+            Box::pin(async move { store.read_logs(id, after, limit).await })
+        });
+        self.follow(id, after, follow, self.core.logs.clone(), read, |run| run.last_log_sequence).await
+    }
+
+    async fn follow<T: super::follow::Sequenced>(
+        &self,
+        id: RunId,
+        after: u64,
+        follow: bool,
+        hub: Arc<Hub<T>>,
+        read: ReadAfter<T>,
+        last_sequence: fn(&Run) -> u64,
+    ) -> Result<mpsc::Receiver<Result<Delivery<T>>>> {
+        if self.core.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let subscription = hub.subscribe(id);
+        let run = match self.get_run(id).await {
+            Ok(run) => run,
+            Err(err) => {
+                drop(subscription);
+                hub.release(id);
+                return Err(err);
+            }
+        };
+        if after > last_sequence(&run) {
+            drop(subscription);
+            hub.release(id);
+            return Err(Error::invalid(
+                "after_sequence",
+                format!("{after} is past the run's last sequence number {}; resume from a sequence you received", last_sequence(&run)),
+            ));
+        }
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let follower = Follow {
+            run: id,
+            after,
+            finished: run.state.is_terminal(),
+            follow,
+            hub,
+            read,
+            heartbeat: self.core.config.stream_heartbeat,
+            shutdown: self.core.shutdown.clone(),
+        };
+        tokio::spawn(follower.run(subscription, sender));
+        Ok(receiver)
+    }
+
+    /// Queue statistics of a workspace.
+    pub async fn queue_stats(&self, workspace: &str) -> Result<QueueStats> {
+        let workspace = workspace_or_default(workspace);
+        self.require_workspace(&workspace).await?;
+        let now = Timestamp::now();
+        let minute_ago = Timestamp::from_micros(now.as_micros() - 60_000_000);
+        let counts = self.core.store.queue_counts(&workspace, now, minute_ago).await?;
+        Ok(QueueStats {
+            counts: counts.by_kind_and_state,
+            oldest_queued_age: counts.oldest_queued_since.map_or(Duration::ZERO, |since| now.since(since)),
+            active_leases: counts.active_leases,
+            finished_last_minute: counts.finished_since,
+            worker_slots: self.core.config.worker_slots,
+            busy_worker_slots: self.busy_slots(),
+        })
+    }
+
+    async fn require_workspace(&self, workspace: &WorkspaceId) -> Result<()> {
+        if self.core.store.workspace_exists(workspace).await? {
+            return Ok(());
+        }
+        Err(Error::not_found("workspace", workspace))
+    }
+}
+
+fn workspace_or_default(workspace: &str) -> WorkspaceId {
+    WorkspaceId::new(if workspace.is_empty() { DEFAULT_WORKSPACE } else { workspace })
+}
+
+fn violation(violations: &mut Vec<FieldViolation>, field: impl Into<String>, description: impl Into<String>) {
+    violations.push(FieldViolation { field: field.into(), description: description.into() });
+}
+
+/// Checks every field of a create request, collecting all violations at once.
+fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, violations: &mut Vec<FieldViolation>) -> NewRun {
+    let now = Timestamp::now();
+    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&request.priority) {
+        violation(violations, "priority", format!("must be between -{MAX_PRIORITY} and {MAX_PRIORITY}, not {}", request.priority));
+    }
+    let max_attempts = match request.max_attempts {
+        0 => config.default_max_attempts,
+        n if n > MAX_ATTEMPTS => {
+            violation(violations, "max_attempts", format!("must be at most {MAX_ATTEMPTS}, not {n}"));
+            n
+        }
+        n => n,
+    };
+    let attempt_timeout = match request.attempt_timeout {
+        None => config.default_attempt_timeout,
+        Some(timeout) if timeout.is_zero() => {
+            violation(violations, "attempt_timeout", "must be positive; leave it unset for the server default");
+            timeout
+        }
+        Some(timeout) if timeout > config.max_attempt_timeout => {
+            violation(violations, "attempt_timeout", format!("must be at most {}s", config.max_attempt_timeout.as_secs()));
+            timeout
+        }
+        Some(timeout) => timeout,
+    };
+    if request.deadline.is_some_and(|deadline| deadline <= now) {
+        violation(violations, "deadline", "is in the past; give a future time or leave it unset");
+    }
+    let concurrency = match (request.concurrency_key.as_str(), request.concurrency_limit) {
+        ("", 0) => None,
+        ("", _) => {
+            violation(violations, "concurrency_limit", "needs a concurrency_key to limit");
+            None
+        }
+        (key, limit) => {
+            if key.len() > MAX_KEY_LENGTH || key.chars().any(char::is_control) {
+                violation(violations, "concurrency_key", format!("must be at most {MAX_KEY_LENGTH} bytes without control characters"));
+            }
+            if limit > MAX_CONCURRENCY_LIMIT {
+                violation(violations, "concurrency_limit", format!("must be at most {MAX_CONCURRENCY_LIMIT}, not {limit}"));
+            }
+            Some((key.to_owned(), limit.max(1)))
+        }
+    };
+    validate_labels(&request.labels, "labels", violations);
+    if request.request_id.len() > MAX_REQUEST_ID || request.request_id.chars().any(char::is_control) {
+        violation(violations, "request_id", format!("must be at most {MAX_REQUEST_ID} bytes without control characters"));
+    }
+    if serde_json::to_vec(&request.input).map_or(0, |bytes| bytes.len()) > MAX_INPUT_BYTES {
+        violation(violations, "input", "is larger than 1 MiB; store large inputs as artifacts and pass their names");
+    }
+    NewRun {
+        id: RunId::new(),
+        workspace: workspace_or_default(&request.workspace),
+        kind: request.kind,
+        input: request.input,
+        priority: request.priority,
+        max_attempts,
+        attempt_timeout,
+        deadline: request.deadline,
+        concurrency,
+        labels: request.labels,
+        request_id: (!request.request_id.is_empty()).then_some(request.request_id),
+        created_at: now,
+    }
+}
+
+/// Label keys are 1–63 characters of `[a-z0-9_.-]`; values are at most 255 bytes.
+pub fn validate_labels(labels: &BTreeMap<String, String>, field: &str, violations: &mut Vec<FieldViolation>) {
+    if labels.len() > MAX_LABELS {
+        violation(violations, field, format!("has {} labels; at most {MAX_LABELS} are allowed", labels.len()));
+    }
+    for (key, value) in labels {
+        let key_ok = (1..=63).contains(&key.len())
+            && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+        if !key_ok {
+            violation(violations, format!("{field}[{key}]"), "label keys are 1-63 characters of a-z, 0-9, `_`, `.` and `-`");
+        }
+        if value.len() > MAX_KEY_LENGTH || value.chars().any(char::is_control) {
+            violation(violations, format!("{field}[{key}]"), format!("label values are at most {MAX_KEY_LENGTH} bytes without control characters"));
+        }
+    }
+}
+
+/// A stable fingerprint of a listing's filters, so a page token is only accepted by the query
+/// that produced it (FNV-1a: stable across builds and versions).
+fn query_fingerprint(query: &RunQuery) -> u64 {
+    let text = format!("{:?}|{:?}|{:?}|{:?}", query.workspace, query.state, query.kind, query.labels);
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The opaque page token: the last id of the page and the query's fingerprint.
+struct PageToken;
+
+impl PageToken {
+    fn encode(last: RunId, fingerprint: u64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1:{last}:{fingerprint:016x}"))
+    }
+
+    fn decode(token: &str, fingerprint: u64) -> Result<RunId> {
+        let invalid = || Error::invalid("page_token", "is not a token this server issued; pass the next_page_token of the previous page unchanged");
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let mut parts = text.split(':');
+        let (Some("v1"), Some(id), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid());
+        };
+        let id = RunId::parse("page_token", id).map_err(|_| invalid())?;
+        if u64::from_str_radix(hash, 16).ok() != Some(fingerprint) {
+            return Err(Error::invalid("page_token", "was issued for a listing with other filters; repeat the same filters or start without a token"));
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_bind_to_their_query() {
+        let id = RunId::new();
+        let token = PageToken::encode(id, 42);
+        assert_eq!(PageToken::decode(&token, 42).unwrap(), id);
+        assert!(matches!(PageToken::decode(&token, 43), Err(Error::InvalidArgument(_))));
+        assert!(matches!(PageToken::decode("garbage!", 42), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn create_validation_reports_every_bad_field() {
+        let mut labels = BTreeMap::new();
+        labels.insert("Bad Key".to_owned(), "v".to_owned());
+        let request = CreateRunRequest {
+            kind: "noop".into(),
+            priority: 5000,
+            max_attempts: 1000,
+            attempt_timeout: Some(Duration::ZERO),
+            deadline: Some(Timestamp::from_micros(1)),
+            concurrency_limit: 3,
+            labels,
+            ..CreateRunRequest::default()
+        };
+        let mut violations = Vec::new();
+        validate_create(request, &super::super::EngineConfig::default(), &mut violations);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["priority", "max_attempts", "attempt_timeout", "deadline", "concurrency_limit", "labels[Bad Key]"]);
+    }
+}

@@ -1,0 +1,97 @@
+//! The `conclave` command: `serve` runs the service, `bench` measures it.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use conclave::{
+    config::{LogFormat, Settings},
+    server,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Conclave: a durable control plane for multi-agent LLM work, served over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (embedded SQLite in ./conclave-data and the built-in kinds by default).
+    Serve {
+        /// A TOML configuration file; flags and environment variables override it.
+        #[arg(long, env = "CONCLAVE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Measure throughput, dispatch latency and log fan-out, and print the figures.
+    Bench(conclave::bench::BenchArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("CONCLAVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+async fn serve(config: Option<PathBuf>, settings: Settings) -> conclave::Result<()> {
+    let settings = match config {
+        Some(path) => settings.over(Settings::from_file(&path)?),
+        None => settings,
+    };
+    let config = settings.resolve()?;
+    init_logging(config.log_format);
+    let engine = server::build_engine(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|err| {
+        conclave::Error::invalid("listen", format!("cannot listen on {}: {err}", config.listen))
+    })?;
+    tracing::info!(
+        address = %config.listen,
+        store = engine.store().backend(),
+        workers = config.engine.worker_slots,
+        kinds = ?engine.registry().kinds(),
+        "conclave is serving"
+    );
+    engine.start();
+    server::serve(engine, listener, config.max_message_bytes, shutdown_signal()).await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Bench(args) => conclave::bench::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("conclave: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Assembles the gRPC server: the Conclave services, `grpc.health.v1`, server reflection v1 and
+//! v1alpha (grpcurl 1.8 speaks only v1alpha), and graceful shutdown: health goes NOT_SERVING,
+//! streams end, in-flight requests finish, running runs finish or are released to the queue.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::{
+    api::RunApi,
+    config::ServerConfig,
+    engine::Engine,
+    error::{Error, Result},
+    proto::{self, run_service_server::RunServiceServer},
+    store, workflows,
+};
+
+/// Opens the configured store and builds an engine with the built-in kinds.
+pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+            Error::invalid("data_dir", format!("cannot create {}: {err}", config.data_dir.display()))
+        })?;
+    }
+    let store = store::open(&config.database_url, config.db_max_connections).await?;
+    let registry = workflows::builtin_registry(config.shell.clone());
+    Ok(Engine::new(store, registry, config.engine.clone()))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully. The
+/// engine must have been started (or not, for an API-only server) by the caller.
+pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usize, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RunServiceServer<RunApi>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|err| Error::Internal(format!("reflection v1: {err}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|err| Error::Internal(format!("reflection v1alpha: {err}")))?;
+
+    let runs = RunServiceServer::new(RunApi::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+
+    let stopping = engine.shutdown_token();
+    let on_shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, ending streams");
+        health.set_not_serving::<RunServiceServer<RunApi>>().await;
+        health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        stopping.cancel();
+    };
+
+    let served = Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(runs)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .await;
+    engine.shutdown().await;
+    served.map_err(|err| Error::Internal(format!("gRPC server: {err}")))
+}

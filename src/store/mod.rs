@@ -1,0 +1,222 @@
+//! Persistence: one [`Store`] trait with a SQLite backend (the default, embedded) and a Postgres
+//! backend (for several processes sharing the work), chosen by the database URL.
+//!
+//! The stores are deliberately dumb: the run state machine lives in `engine::lifecycle`, which
+//! turns a run into an [`Update`]; a store only reads the row, hands it to that function inside a
+//! transaction, and writes the result with its events. So both backends apply the same rules, and
+//! the one conformance suite in `tests/store_conformance.rs` checks they persist them alike.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{
+    domain::{
+        EventKind, Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery, RunState,
+        Timestamp, WorkerId, WorkspaceId,
+    },
+    error::{Error, Result},
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A shared handle to the store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// What a state-machine function decided for a run: the run as it must now be stored, the
+/// events that record the change, and any journal writes that go with it, all committed together.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The run's new row. Its event and log sequence counters are the store's business.
+    pub run: Run,
+    /// Events to append, in order; the store numbers them.
+    pub events: Vec<EventKind>,
+    /// Journal entries to record (a finished step's result).
+    pub steps: Vec<JournalEntry>,
+    /// Forget every journal entry of the run first.
+    pub reset_journal: bool,
+}
+
+impl Update {
+    /// An update that only rewrites the run and appends events.
+    pub fn new(run: Run, events: Vec<EventKind>) -> Self {
+        Self {
+            run,
+            events,
+            steps: Vec::new(),
+            reset_journal: false,
+        }
+    }
+
+    /// An update that changes nothing (an idempotent repeat).
+    pub fn unchanged(run: &Run) -> Self {
+        Self::new(run.clone(), Vec::new())
+    }
+}
+
+/// A run after a committed change, with the events the change appended (already numbered), for
+/// the engine to publish.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The run as committed.
+    pub run: Run,
+    /// The events appended, in sequence order.
+    pub events: Vec<RunEvent>,
+}
+
+/// The result of [`Store::create_run`].
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The new run, or the existing one for a repeated `request_id`.
+    pub transition: Transition,
+    /// False when an existing run was returned for a repeated `request_id`.
+    pub created: bool,
+}
+
+/// A journaled step's recorded result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    /// The step's key, unique within the run.
+    pub key: String,
+    /// The step's result.
+    pub output: Value,
+    /// The attempt that executed it.
+    pub attempt: u32,
+    /// When it finished.
+    pub finished_at: Timestamp,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// A worker asking for runs to execute.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Who claims.
+    pub worker_id: WorkerId,
+    /// The kinds it can run.
+    pub kinds: Vec<String>,
+    /// How many runs at most.
+    pub limit: u32,
+    /// How long the lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+/// The outcome of a lease heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Still held; `cancel_requested` tells the holder to stop at its next step.
+    Held { cancel_requested: bool },
+    /// No longer held: the run was rescued, cancelled by force, or failed.
+    Lost,
+}
+
+/// Counts behind `GetQueueStats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueCounts {
+    /// Runs by kind and state.
+    pub by_kind_and_state: BTreeMap<(String, RunState), u64>,
+    /// Creation or schedule time of the oldest queued run that is due.
+    pub oldest_queued_since: Option<Timestamp>,
+    /// Runs held under a lease.
+    pub active_leases: u64,
+    /// Runs finished since the given time.
+    pub finished_since: u64,
+}
+
+/// The state-machine function handed to [`Store::update_run`].
+pub type UpdateFn<'a> = &'a (dyn Fn(&Run) -> Result<Update> + Send + Sync);
+
+/// Durable storage of runs, their events, logs and journals.
+///
+/// Every method is atomic. Methods that change a run return the [`Transition`] with the events
+/// they appended, numbered from the run's last sequence without gaps.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name, `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether the workspace exists.
+    async fn workspace_exists(&self, workspace: &WorkspaceId) -> Result<bool>;
+
+    /// Inserts a queued run and its `Created` event. With a `request_id` already used in the
+    /// workspace, inserts nothing and returns the existing run with `created == false`.
+    async fn create_run(&self, run: NewRun) -> Result<Created>;
+
+    /// Reads one run.
+    async fn get_run(&self, id: RunId) -> Result<Option<Run>>;
+
+    /// Lists runs matching the query, by id descending (newest first), at most `query.limit`.
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>>;
+
+    /// Reads the run, applies `change` to it and commits the result, all in one transaction that
+    /// excludes concurrent updates of the same run. `NotFound` if the run does not exist; any
+    /// error `change` returns aborts the transaction and is returned as is.
+    async fn update_run(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition>;
+
+    /// Claims up to `limit` due queued runs of the given kinds, highest priority first then
+    /// oldest, never exceeding a concurrency key's limit: each becomes running under a new lease
+    /// (its epoch one higher than before), its attempt becomes at least 1, and a `StateChanged`
+    /// event is appended.
+    async fn claim_runs(&self, claim: &ClaimRequest) -> Result<Vec<Transition>>;
+
+    /// Extends a lease to `until` if it is still the run's current one.
+    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> Result<LeaseStatus>;
+
+    /// Appends log lines under a lease, numbering them after the run's last line.
+    /// `StaleLease` if the lease is not the run's current one.
+    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<Vec<LogLine>>;
+
+    /// Reads up to `limit` events with a sequence greater than `after`, in order.
+    async fn read_events(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<RunEvent>>;
+
+    /// Reads up to `limit` log lines with a sequence greater than `after`, in order.
+    async fn read_logs(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<LogLine>>;
+
+    /// Reads the run's journal: every recorded step result.
+    async fn read_journal(&self, run: RunId) -> Result<Vec<JournalEntry>>;
+
+    /// Ids of running runs whose lease expired before `now`.
+    async fn expired_leases(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>>;
+
+    /// Ids of unfinished runs whose deadline passed before `now`.
+    async fn overdue_runs(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>>;
+
+    /// The earliest `scheduled_at` of a queued run of the given kinds.
+    async fn next_scheduled_at(&self, kinds: &[String]) -> Result<Option<Timestamp>>;
+
+    /// Counts for `GetQueueStats`; `finished_since` counts runs finished after that time.
+    async fn queue_counts(&self, workspace: &WorkspaceId, now: Timestamp, finished_since: Timestamp) -> Result<QueueCounts>;
+}
+
+/// Opens the store a database URL names: `sqlite://…` or `postgres://…`, migrated to the latest
+/// schema.
+pub async fn open(url: &str, max_connections: u32) -> Result<SharedStore> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open(url).await?));
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Arc::new(PostgresStore::open(url, max_connections).await?));
+    }
+    Err(Error::invalid(
+        "database_url",
+        format!("`{url}` is not a supported database URL: use sqlite://PATH or postgres://USER@HOST/DB"),
+    ))
+}
+
+/// Parses a JSON column.
+fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|err| Error::Internal(format!("corrupt {column} column: {err}")))
+}
+
+/// Serializes a value for a JSON column.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|err| Error::Internal(format!("cannot serialize: {err}")))
+}

@@ -1,0 +1,413 @@
+//! What both backends share: the SQL text that is the same in both dialects (`$N` placeholders
+//! work in SQLite too), and the row types with their conversion into domain values.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use serde_json::{Map, Value};
+
+use super::{json_column, to_json, JournalEntry, QueueCounts};
+use crate::{
+    domain::{
+        Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, Run, RunError, RunEvent, RunId,
+        RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
+    },
+    error::{Error, Result},
+};
+
+/// The columns of a run row, in [`RunRow`]'s order.
+pub const RUN_COLUMNS: &str = "id, workspace_id, kind, state, input, output, error, priority, \
+    max_attempts, attempt, attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, \
+    labels, request_id, created_at, started_at, finished_at, updated_at, scheduled_at, waiting, \
+    decisions, lease_worker, lease_epoch, lease_expires_at, cancel_requested, last_event_seq, \
+    last_log_seq";
+
+pub const INSERT_RUN: &str = "INSERT INTO runs (id, workspace_id, kind, state, input, priority, \
+    max_attempts, attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, labels, \
+    request_id, created_at, updated_at, scheduled_at, last_event_seq) \
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, 1) \
+    ON CONFLICT DO NOTHING";
+
+pub const INSERT_LABEL: &str = "INSERT INTO run_labels (run_id, key, value) VALUES ($1, $2, $3)";
+
+/// Rewrites every mutable column of a run (see [`RunRow`] for the bind order).
+pub const UPDATE_RUN: &str = "UPDATE runs SET state = $2, output = $3, error = $4, attempt = $5, \
+    started_at = $6, finished_at = $7, updated_at = $8, scheduled_at = $9, waiting = $10, \
+    decisions = $11, lease_worker = $12, lease_epoch = $13, lease_expires_at = $14, \
+    cancel_requested = $15, last_event_seq = $16 WHERE id = $1";
+
+pub const INSERT_EVENT: &str = "INSERT INTO run_events (run_id, seq, time, data) VALUES ($1, $2, $3, $4)";
+
+pub const INSERT_STEP: &str = "INSERT INTO run_journal (run_id, key, output, attempt, finished_at, duration_us) \
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+pub const DELETE_JOURNAL: &str = "DELETE FROM run_journal WHERE run_id = $1";
+
+pub const EXTEND_LEASE: &str = "UPDATE runs SET lease_expires_at = $3 \
+    WHERE id = $1 AND lease_epoch = $2 AND state = 'running' RETURNING cancel_requested";
+
+/// Reserves `$3` log sequence numbers under a lease; returns the last one reserved.
+pub const RESERVE_LOG_SEQ: &str = "UPDATE runs SET last_log_seq = last_log_seq + $3 \
+    WHERE id = $1 AND lease_epoch = $2 AND state = 'running' RETURNING last_log_seq";
+
+pub const SELECT_EVENTS: &str =
+    "SELECT seq, time, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+pub const SELECT_LOGS: &str = "SELECT seq, time, attempt, stream, text FROM run_logs \
+    WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+pub const SELECT_JOURNAL: &str = "SELECT key, output, attempt, finished_at, duration_us \
+    FROM run_journal WHERE run_id = $1";
+
+pub const EXPIRED_LEASES: &str = "SELECT id FROM runs WHERE state = 'running' AND lease_expires_at < $1 \
+    ORDER BY lease_expires_at LIMIT $2";
+
+pub const OVERDUE_RUNS: &str = "SELECT id FROM runs WHERE deadline IS NOT NULL AND deadline < $1 \
+    AND state IN ('queued', 'running', 'waiting') ORDER BY deadline LIMIT $2";
+
+pub const COUNT_BY_KIND_AND_STATE: &str =
+    "SELECT kind, state, COUNT(*) FROM runs WHERE workspace_id = $1 GROUP BY kind, state";
+
+pub const OLDEST_QUEUED: &str =
+    "SELECT MIN(scheduled_at) FROM runs WHERE workspace_id = $1 AND state = 'queued' AND scheduled_at <= $2";
+
+pub const FINISHED_SINCE: &str =
+    "SELECT COUNT(*) FROM runs WHERE workspace_id = $1 AND finished_at IS NOT NULL AND finished_at > $2";
+
+pub const RUNNING_BY_KEY: &str = "SELECT concurrency_key, COUNT(*) FROM runs \
+    WHERE state = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key";
+
+/// A `runs` row as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: String,
+    pub state: String,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub priority: i64,
+    pub max_attempts: i64,
+    pub attempt: i64,
+    pub attempt_timeout_ms: i64,
+    pub deadline: Option<i64>,
+    pub concurrency_key: Option<String>,
+    pub concurrency_limit: i64,
+    pub labels: String,
+    pub request_id: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+    pub scheduled_at: i64,
+    pub waiting: Option<String>,
+    pub decisions: String,
+    pub lease_worker: Option<String>,
+    pub lease_epoch: i64,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub last_event_seq: i64,
+    pub last_log_seq: i64,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = Error;
+
+    fn try_from(row: RunRow) -> Result<Self> {
+        let id = RunId::parse("id", &row.id).map_err(|_| Error::Internal(format!("corrupt run id {}", row.id)))?;
+        let state = RunState::from_name(&row.state)
+            .ok_or_else(|| Error::Internal(format!("run {id} has unknown state {}", row.state)))?;
+        let lease = match (row.lease_worker, row.lease_expires_at) {
+            (Some(worker), Some(expires_at)) if state == RunState::Running => Some(Lease {
+                run_id: id,
+                worker_id: WorkerId::new(worker),
+                epoch: to_u64(row.lease_epoch),
+                expires_at: Timestamp::from_micros(expires_at),
+            }),
+            _ => None,
+        };
+        Ok(Run {
+            id,
+            workspace: WorkspaceId::new(row.workspace_id),
+            kind: row.kind,
+            state,
+            input: json_column::<Map<String, Value>>("input", &row.input)?,
+            output: row.output.as_deref().map(|text| json_column("output", text)).transpose()?,
+            error: row.error.as_deref().map(|text| json_column::<RunError>("error", text)).transpose()?,
+            priority: i32::try_from(row.priority).unwrap_or_default(),
+            max_attempts: to_u32(row.max_attempts),
+            attempt: to_u32(row.attempt),
+            attempt_timeout: Duration::from_millis(to_u64(row.attempt_timeout_ms)),
+            deadline: row.deadline.map(Timestamp::from_micros),
+            concurrency: row.concurrency_key.map(|key| (key, to_u32(row.concurrency_limit))),
+            labels: json_column::<BTreeMap<String, String>>("labels", &row.labels)?,
+            request_id: row.request_id,
+            created_at: Timestamp::from_micros(row.created_at),
+            started_at: row.started_at.map(Timestamp::from_micros),
+            finished_at: row.finished_at.map(Timestamp::from_micros),
+            updated_at: Timestamp::from_micros(row.updated_at),
+            scheduled_at: Timestamp::from_micros(row.scheduled_at),
+            waiting: row.waiting.as_deref().map(|text| json_column::<Waiting>("waiting", text)).transpose()?,
+            decisions: json_column::<BTreeMap<String, Decision>>("decisions", &row.decisions)?,
+            lease,
+            cancel_requested: row.cancel_requested,
+            last_event_sequence: to_u64(row.last_event_seq),
+            last_log_sequence: to_u64(row.last_log_seq),
+        })
+    }
+}
+
+/// The mutable columns of a run, encoded for [`UPDATE_RUN`] (binds `$2` to `$16`).
+pub struct RunUpdateBinds {
+    pub state: &'static str,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub attempt: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+    pub scheduled_at: i64,
+    pub waiting: Option<String>,
+    pub decisions: String,
+    pub lease_worker: Option<String>,
+    pub lease_epoch: i64,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub last_event_seq: i64,
+}
+
+impl RunUpdateBinds {
+    /// Encodes a run whose last event will be `last_event_seq`. A run without a lease keeps its
+    /// epoch, so the next claim still gets a higher one.
+    pub fn new(run: &Run, previous_epoch: u64, last_event_seq: u64) -> Result<Self> {
+        let (lease_worker, lease_epoch, lease_expires_at) = match &run.lease {
+            Some(lease) => (Some(lease.worker_id.to_string()), lease.epoch, Some(lease.expires_at.as_micros())),
+            None => (None, previous_epoch, None),
+        };
+        Ok(Self {
+            state: run.state.as_str(),
+            output: run.output.as_ref().map(to_json).transpose()?,
+            error: run.error.as_ref().map(to_json).transpose()?,
+            attempt: i64::from(run.attempt),
+            started_at: run.started_at.map(Timestamp::as_micros),
+            finished_at: run.finished_at.map(Timestamp::as_micros),
+            updated_at: run.updated_at.as_micros(),
+            scheduled_at: run.scheduled_at.as_micros(),
+            waiting: run.waiting.as_ref().map(to_json).transpose()?,
+            decisions: to_json(&run.decisions)?,
+            lease_worker,
+            lease_epoch: to_i64(lease_epoch),
+            lease_expires_at,
+            cancel_requested: run.cancel_requested,
+            last_event_seq: to_i64(last_event_seq),
+        })
+    }
+}
+
+/// A `run_events` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub time: i64,
+    pub data: String,
+}
+
+impl EventRow {
+    pub fn into_event(self, run_id: RunId) -> Result<RunEvent> {
+        Ok(RunEvent {
+            run_id,
+            sequence: to_u64(self.seq),
+            time: Timestamp::from_micros(self.time),
+            kind: json_column::<EventKind>("event data", &self.data)?,
+        })
+    }
+}
+
+/// A `run_logs` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LogRow {
+    pub seq: i64,
+    pub time: i64,
+    pub attempt: i64,
+    pub stream: i64,
+    pub text: String,
+}
+
+impl LogRow {
+    pub fn into_line(self, run_id: RunId) -> LogLine {
+        LogLine {
+            run_id,
+            sequence: to_u64(self.seq),
+            time: Timestamp::from_micros(self.time),
+            attempt: to_u32(self.attempt),
+            stream: LogStream::from_code(i16::try_from(self.stream).unwrap_or_default()),
+            text: self.text,
+        }
+    }
+}
+
+/// A `run_journal` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct JournalRow {
+    pub key: String,
+    pub output: String,
+    pub attempt: i64,
+    pub finished_at: i64,
+    pub duration_us: i64,
+}
+
+impl TryFrom<JournalRow> for JournalEntry {
+    type Error = Error;
+
+    fn try_from(row: JournalRow) -> Result<Self> {
+        Ok(Self {
+            output: json_column("journal output", &row.output)?,
+            key: row.key,
+            attempt: to_u32(row.attempt),
+            finished_at: Timestamp::from_micros(row.finished_at),
+            duration: Duration::from_micros(to_u64(row.duration_us)),
+        })
+    }
+}
+
+/// Numbers the events of an update after `last_sequence`, stamped with `time`.
+pub fn number_events(run_id: RunId, last_sequence: u64, time: Timestamp, kinds: Vec<EventKind>) -> Vec<RunEvent> {
+    kinds
+        .into_iter()
+        .zip(last_sequence + 1..)
+        .map(|(kind, sequence)| RunEvent { run_id, sequence, time, kind })
+        .collect()
+}
+
+pub fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+pub fn to_u32(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or_default()
+}
+
+pub fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The start of the claim `UPDATE`; the backend appends the worker, times and ids.
+pub const CLAIM_UPDATE_PREFIX: &str = "UPDATE runs SET state = 'running', \
+    attempt = CASE WHEN attempt = 0 THEN 1 ELSE attempt END, lease_epoch = lease_epoch + 1, \
+    cancel_requested = FALSE, waiting = NULL, last_event_seq = last_event_seq + 1, lease_worker = ";
+
+/// Log lines inserted per statement (6 binds each, well under SQLite's bind limit).
+pub const LOG_INSERT_CHUNK: usize = 500;
+
+/// Appends the `WHERE`, `ORDER BY` and `LIMIT` of a run listing.
+pub fn push_run_filters<DB>(builder: &mut sqlx::QueryBuilder<DB>, query: &RunQuery)
+where
+    DB: sqlx::Database,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let workspace = query.workspace.as_ref().map_or(crate::domain::DEFAULT_WORKSPACE, WorkspaceId::as_str);
+    builder.push(" WHERE workspace_id = ").push_bind(workspace.to_owned());
+    if let Some(state) = query.state {
+        builder.push(" AND state = ").push_bind(state.as_str().to_owned());
+    }
+    if let Some(kind) = &query.kind {
+        builder.push(" AND kind = ").push_bind(kind.clone());
+    }
+    if let Some(before) = query.before {
+        builder.push(" AND id < ").push_bind(before.to_string());
+    }
+    for (key, value) in &query.labels {
+        builder
+            .push(" AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = runs.id AND l.key = ")
+            .push_bind(key.clone())
+            .push(" AND l.value = ")
+            .push_bind(value.clone())
+            .push(")");
+    }
+    builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+}
+
+/// Picks, in order, the candidates `(id, concurrency key, limit)` whose key still has room, up
+/// to `limit` runs.
+pub fn admit_within_concurrency(
+    candidates: Vec<(String, Option<String>, i64)>,
+    mut running_by_key: HashMap<String, i64>,
+    limit: u32,
+) -> Vec<String> {
+    let mut chosen = Vec::new();
+    for (id, key, key_limit) in candidates {
+        if chosen.len() >= limit as usize {
+            break;
+        }
+        if let Some(key) = key {
+            let running = running_by_key.entry(key).or_insert(0);
+            if *running >= key_limit.max(1) {
+                continue;
+            }
+            *running += 1;
+        }
+        chosen.push(id);
+    }
+    chosen
+}
+
+/// The `StateChanged` event of a claimed run (numbered by the claim's `last_event_seq + 1`).
+pub fn claimed_event(run: &Run, worker: &WorkerId, now: Timestamp) -> RunEvent {
+    RunEvent {
+        run_id: run.id,
+        sequence: run.last_event_sequence,
+        time: now,
+        kind: EventKind::StateChanged {
+            from: RunState::Queued,
+            to: RunState::Running,
+            attempt: run.attempt,
+            reason: format!("claimed by worker {worker}"),
+            worker_id: Some(worker.to_string()),
+            error: None,
+        },
+    }
+}
+
+/// Numbers new log lines after `last_sequence`.
+pub fn number_log_lines(run_id: RunId, last_sequence: u64, attempt: u32, lines: &[NewLogLine]) -> Vec<LogLine> {
+    lines
+        .iter()
+        .zip(last_sequence + 1..)
+        .map(|(line, sequence)| LogLine {
+            run_id,
+            sequence,
+            time: line.time,
+            attempt,
+            stream: line.stream,
+            text: line.text.clone(),
+        })
+        .collect()
+}
+
+/// Parses stored run ids.
+pub fn parse_ids(ids: Vec<String>) -> Result<Vec<RunId>> {
+    ids.iter()
+        .map(|id| RunId::parse("id", id).map_err(|_| Error::Internal(format!("corrupt run id {id}"))))
+        .collect()
+}
+
+/// Assembles [`QueueCounts`] from the three stats queries.
+pub fn queue_counts(counts: Vec<(String, String, i64)>, oldest_queued: Option<i64>, finished: i64) -> QueueCounts {
+    let mut result = QueueCounts {
+        oldest_queued_since: oldest_queued.map(Timestamp::from_micros),
+        finished_since: to_u64(finished),
+        ..QueueCounts::default()
+    };
+    for (kind, state, count) in counts {
+        let Some(state) = RunState::from_name(&state) else { continue };
+        if state == RunState::Running {
+            result.active_leases += to_u64(count);
+        }
+        result.by_kind_and_state.insert((kind, state), to_u64(count));
+    }
+    result
+}

@@ -1,0 +1,24 @@
+//! What a run of each kind does, written as ordinary async code against a `RunContext`.
+//! The built-in kinds live here; later workflows (task, debate, mission, recipe) join them in
+//! the same registry.
+
+mod basic;
+mod input;
+mod shell;
+
+pub use basic::{Approval, Echo, Noop, Sleep};
+pub use shell::{Shell, ShellConfig};
+
+use crate::engine::Registry;
+
+/// The registry of every built-in kind.
+pub fn builtin_registry(shell: ShellConfig) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register("noop", Noop)
+        .register("sleep", Sleep)
+        .register("echo", Echo)
+        .register("approval", Approval)
+        .register("shell", Shell::new(shell));
+    registry
+}

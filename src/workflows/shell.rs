@@ -1,0 +1,188 @@
+//! `shell`: runs a program with arguments in a working directory, with a timeout, streaming its
+//! standard output and error as log lines. Refused unless enabled in the configuration, and
+//! optionally limited to a list of programs.
+//!
+//! Input: `program` (required), `args` (list of strings), `cwd` (relative to the configured
+//! working directory, or absolute), `env` (object of strings), `timeout_seconds`, and
+//! `allow_failure` (succeed with a non-zero exit status instead of failing). Output:
+//! `{"exit_code": N}`. The command is one journaled step: once it has finished, a resumed run
+//! does not run it again.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    process::Command,
+};
+
+use super::input;
+use crate::{
+    domain::{ErrorCode, LogStream},
+    engine::{RunContext, Workflow, WorkflowError},
+    error::{Error, Result},
+};
+
+/// How the `shell` kind may be used on this server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShellConfig {
+    /// Whether `shell` runs are accepted at all.
+    pub enabled: bool,
+    /// The programs allowed; empty allows any.
+    pub allowed_programs: Vec<String>,
+    /// The directory relative `cwd` values are resolved against; the server's directory if unset.
+    pub working_dir: Option<PathBuf>,
+}
+
+/// The `shell` kind.
+pub struct Shell {
+    config: ShellConfig,
+}
+
+impl Shell {
+    /// The kind, with its configuration.
+    pub fn new(config: ShellConfig) -> Self {
+        Self { config }
+    }
+
+    fn params(&self, input: &Map<String, Value>) -> Result<ShellParams> {
+        if !self.config.enabled {
+            return Err(Error::precondition(
+                "SHELL_DISABLED",
+                "the shell kind is disabled on this server; enable it with `enabled = true` under [kinds.shell] in the configuration file, or --enable-shell",
+            ));
+        }
+        input::only_fields(input, &["program", "args", "cwd", "env", "timeout_seconds", "allow_failure"])?;
+        let program = input::opt_str(input, "program")?
+            .filter(|program| !program.is_empty())
+            .ok_or_else(|| Error::invalid("input.program", "is required: the program to run, e.g. \"ls\""))?
+            .to_owned();
+        if !self.config.allowed_programs.is_empty() && !self.config.allowed_programs.contains(&program) {
+            return Err(Error::invalid(
+                "input.program",
+                format!("`{program}` is not allowed on this server; allowed: {}", self.config.allowed_programs.join(", ")),
+            ));
+        }
+        let env = match input.get("env") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(vars)) => vars
+                .iter()
+                .map(|(key, value)| value.as_str().map(|value| (key.clone(), value.to_owned())))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::invalid("input.env", "must map names to strings"))?,
+            Some(_) => return Err(Error::invalid("input.env", "must map names to strings")),
+        };
+        let base = self.config.working_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        Ok(ShellParams {
+            program,
+            args: input::opt_strings(input, "args")?.unwrap_or_default(),
+            cwd: input::opt_str(input, "cwd")?.map_or(base.clone(), |cwd| base.join(cwd)),
+            env,
+            timeout: input::opt_number(input, "timeout_seconds", 0.001, 7.0 * 24.0 * 3600.0)?.map(Duration::from_secs_f64),
+            allow_failure: input::opt_bool(input, "allow_failure")?.unwrap_or(false),
+        })
+    }
+}
+
+struct ShellParams {
+    program: String,
+    args: Vec<String>,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    timeout: Option<Duration>,
+    allow_failure: bool,
+}
+
+#[async_trait]
+impl Workflow for Shell {
+    fn validate(&self, input: &Map<String, Value>) -> Result<()> {
+        self.params(input).map(drop)
+    }
+
+    async fn run(&self, ctx: &RunContext) -> Result<Value, WorkflowError> {
+        let params = self.params(ctx.input()).map_err(|err| WorkflowError::invalid_input(err.to_string()))?;
+        let exit_code: i32 = ctx.step("command", || run_command(ctx, &params)).await?;
+        if exit_code != 0 && !params.allow_failure {
+            return Err(WorkflowError::fatal(format!("`{}` exited with status {exit_code}", params.program)));
+        }
+        Ok(json!({ "exit_code": exit_code }))
+    }
+}
+
+/// Runs the command to its end, streaming its output; the exit code (or -signal) is the result.
+async fn run_command(ctx: &RunContext, params: &ShellParams) -> Result<i32, WorkflowError> {
+    let mut child = Command::new(&params.program)
+        .args(&params.args)
+        .current_dir(&params.cwd)
+        .envs(&params.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound if !params.cwd.is_dir() => {
+                WorkflowError::invalid_input(format!("working directory {} does not exist", params.cwd.display()))
+            }
+            std::io::ErrorKind::NotFound => WorkflowError::invalid_input(format!("program `{}` was not found", params.program)),
+            _ => WorkflowError::fatal(format!("cannot start `{}`: {err}", params.program)),
+        })?;
+    let _group = ProcessGroup(child.id());
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let finished = async {
+        tokio::join!(pump(ctx, stdout, LogStream::Stdout), pump(ctx, stderr, LogStream::Stderr));
+        child.wait().await
+    };
+    let timeout = params.timeout.unwrap_or(Duration::MAX);
+    let status = tokio::select! {
+        status = finished => status.map_err(|err| WorkflowError::fatal(format!("lost track of `{}`: {err}", params.program)))?,
+        () = tokio::time::sleep(timeout) => {
+            return Err(WorkflowError::Failed {
+                code: ErrorCode::Timeout,
+                message: format!("`{}` ran past its timeout of {:?} and was killed", params.program, timeout),
+                retryable: true,
+            });
+        }
+        () = ctx.cancelled() => return Err(WorkflowError::Cancelled),
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().or_else(|| status.signal().map(|signal| -signal)).unwrap_or(-1))
+}
+
+/// Streams a child's output into the run's log, line by line (invalid UTF-8 replaced).
+async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: LogStream) {
+    let Some(output) = output else { return };
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+                ctx.log(stream, &text).await;
+            }
+        }
+    }
+}
+
+/// Kills the command's whole process group when the command ends early (timeout, cancellation,
+/// a dropped attempt), so no grandchild outlives it holding its output open.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the process group the child leads (it
+            // was spawned with process_group(0)); it touches no memory of ours.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
