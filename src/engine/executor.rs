@@ -118,9 +118,13 @@ async fn attempt(core: &Arc<Core>, run: &Run, lease: &Lease, signals: &ActiveRun
         let message = format!("this worker does not run kind `{}`", run.kind);
         return Outcome::Returned(Err(WorkflowError::Failed { code: ErrorCode::Unsupported, message, retryable: false }));
     };
-    let journal: HashMap<String, Value> = match core.store.read_journal(run.id).await {
-        Ok(entries) => entries.into_iter().map(|entry| (entry.key, entry.output)).collect(),
-        Err(err) => return Outcome::Returned(Err(WorkflowError::Store(err))),
+    let journal: HashMap<String, Value> = if may_have_journal(run) {
+        match core.store.read_journal(run.id).await {
+            Ok(entries) => entries.into_iter().map(|entry| (entry.key, entry.output)).collect(),
+            Err(err) => return Outcome::Returned(Err(WorkflowError::Store(err))),
+        }
+    } else {
+        HashMap::new()
     };
     let (budget, out_of_time) = time_budget(run);
     let lost = CancellationToken::new();
@@ -143,6 +147,12 @@ async fn attempt(core: &Arc<Core>, run: &Run, lease: &Lease, signals: &ActiveRun
         _ if lost.is_cancelled() => Outcome::LeaseLost,
         other => other,
     }
+}
+
+/// Whether the run can have journaled steps: a run whose only events are its creation and this
+/// claim has never executed a step, so its first attempt (the common case) skips the read.
+fn may_have_journal(run: &Run) -> bool {
+    run.last_event_sequence > 2
 }
 
 /// The time this attempt may take, and the error class when it runs out.

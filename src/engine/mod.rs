@@ -15,7 +15,7 @@ mod registry;
 mod service;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, PoisonError,
@@ -33,7 +33,7 @@ pub use service::{CreateRunRequest, ListRunsRequest, QueueStats};
 
 use self::{hub::Hub, lifecycle::RetryPolicy};
 use crate::{
-    domain::{Lease, LogLine, NewLogLine, RunEvent, RunId, RunState, WorkerId},
+    domain::{Lease, LogLine, NewLogLine, RunEvent, RunId, RunState, WorkerId, WorkspaceId},
     error::Result,
     store::{SharedStore, Transition, UpdateFn},
 };
@@ -118,6 +118,8 @@ struct Core {
     /// Wakes the claim loop: something became claimable.
     wake: Notify,
     active: Mutex<HashMap<RunId, ActiveRun>>,
+    /// Workspaces known to exist (workspaces are never deleted), to spare a query per request.
+    workspaces: Mutex<HashSet<WorkspaceId>>,
     /// Stop claiming and end streams.
     shutdown: CancellationToken,
     /// Give runs still executing back to the queue.
@@ -181,6 +183,7 @@ impl Engine {
             config,
             wake: Notify::new(),
             active: Mutex::new(HashMap::new()),
+            workspaces: Mutex::new(HashSet::new()),
             shutdown: CancellationToken::new(),
             release: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -268,10 +268,15 @@ impl Engine {
     }
 
     async fn require_workspace(&self, workspace: &WorkspaceId) -> Result<()> {
-        if self.core.store.workspace_exists(workspace).await? {
+        let known = |core: &super::Core| core.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(workspace);
+        if known(&self.core) {
             return Ok(());
         }
-        Err(Error::not_found("workspace", workspace))
+        if !self.core.store.workspace_exists(workspace).await? {
+            return Err(Error::not_found("workspace", workspace));
+        }
+        self.core.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(workspace.clone());
+        Ok(())
     }
 }
 
