@@ -217,7 +217,9 @@ impl Store for PostgresStore {
             kinds.push_bind(kind.as_str());
         }
         candidates
-            .push(") ORDER BY priority DESC, id LIMIT ")
+            .push(")")
+            .push(sql::CLAIM_KEY_HAS_ROOM)
+            .push(" ORDER BY priority DESC, id LIMIT ")
             .push_bind(i64::from(claim.limit) * 4 + 16)
             .push(" FOR UPDATE SKIP LOCKED");
         let candidates: Vec<(String, Option<String>, i64)> = candidates.build_query_as().fetch_all(&mut *tx).await?;

@@ -299,6 +299,13 @@ pub const CLAIM_UPDATE_PREFIX: &str = "UPDATE runs SET state = 'running', \
     attempt = CASE WHEN attempt = 0 THEN 1 ELSE attempt END, lease_epoch = lease_epoch + 1, \
     cancel_requested = FALSE, waiting = NULL, last_event_seq = last_event_seq + 1, lease_worker = ";
 
+/// Keeps out of the claim candidates the runs whose concurrency key is already full, so that a
+/// backlog under one full key cannot fill the candidate window and hold back every other run.
+/// The exact admission is still [`admit_within_concurrency`] (under the key's lock on Postgres).
+pub const CLAIM_KEY_HAS_ROOM: &str = " AND (concurrency_key IS NULL OR (SELECT COUNT(*) FROM runs AS r \
+    WHERE r.state = 'running' AND r.concurrency_key = runs.concurrency_key) \
+    < CASE WHEN concurrency_limit < 1 THEN 1 ELSE concurrency_limit END)";
+
 /// Log lines inserted per statement (6 binds each, well under SQLite's bind limit).
 pub const LOG_INSERT_CHUNK: usize = 500;
 

@@ -227,7 +227,11 @@ impl Store for SqliteStore {
         for kind in &claim.kinds {
             kinds.push_bind(kind.as_str());
         }
-        candidates.push(") ORDER BY priority DESC, id LIMIT ").push_bind(i64::from(claim.limit) * 4 + 16);
+        candidates
+            .push(")")
+            .push(sql::CLAIM_KEY_HAS_ROOM)
+            .push(" ORDER BY priority DESC, id LIMIT ")
+            .push_bind(i64::from(claim.limit) * 4 + 16);
         let candidates: Vec<(String, Option<String>, i64)> = candidates.build_query_as().fetch_all(&mut *tx).await?;
         let running_by_key: HashMap<String, i64> = if candidates.iter().any(|(_, key, _)| key.is_some()) {
             sqlx::query_as(sql::RUNNING_BY_KEY).fetch_all(&mut *tx).await?.into_iter().collect()
