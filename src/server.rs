@@ -2,7 +2,7 @@
 //! v1alpha (grpcurl 1.8 speaks only v1alpha), and graceful shutdown: health goes NOT_SERVING,
 //! streams end, in-flight requests finish, running runs finish or are released to the queue.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -16,6 +16,9 @@ use crate::{
     proto::{self, run_service_server::RunServiceServer},
     store, workflows,
 };
+
+/// How much longer than the engine's shutdown grace connections may take to drain.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// Opens the configured store and builds an engine with the built-in kinds.
 pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
@@ -59,14 +62,36 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         stopping.cancel();
     };
 
-    let served = Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(runs)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    tokio::pin!(server);
+    let stopping = engine.shutdown_token();
+    let served = tokio::select! {
+        // The server ended by itself (a listener failure): stop the engine too.
+        result = &mut server => result,
+        // Shutdown began: drain connections and stop the engine side by side. The drain is
+        // bounded, because a client that stopped reading (its data stuck in flow control) or an
+        // open health watch would otherwise hold the process up forever.
+        () = stopping.cancelled() => {
+            let drain_limit = engine.config().shutdown_grace + DRAIN_MARGIN;
+            let drain = async {
+                match tokio::time::timeout(drain_limit, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(?drain_limit, "connections still open after the drain limit; closing them");
+                        Ok(())
+                    }
+                }
+            };
+            let (served, ()) = tokio::join!(drain, engine.shutdown());
+            return served.map_err(|err| Error::Internal(format!("gRPC server: {err}")));
+        }
+    };
     engine.shutdown().await;
     served.map_err(|err| Error::Internal(format!("gRPC server: {err}")))
 }

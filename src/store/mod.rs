@@ -33,7 +33,9 @@ pub type SharedStore = Arc<dyn Store>;
 /// events that record the change, and any journal writes that go with it, all committed together.
 #[derive(Debug, Clone)]
 pub struct Update {
-    /// The run's new row. Its event and log sequence counters are the store's business.
+    /// The run's new row. Only its mutable fields are written (state, output, error, attempt,
+    /// times, waiting, decisions, lease, cancellation); what a run was created with never
+    /// changes, and its event and log sequence counters are the store's business.
     pub run: Run,
     /// Events to append, in order; the store numbers them.
     pub events: Vec<EventKind>,

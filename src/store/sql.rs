@@ -59,7 +59,7 @@ pub const SELECT_LOGS: &str = "SELECT seq, time, attempt, stream, text FROM run_
     WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 pub const SELECT_JOURNAL: &str = "SELECT key, output, attempt, finished_at, duration_us \
-    FROM run_journal WHERE run_id = $1";
+    FROM run_journal WHERE run_id = $1 ORDER BY finished_at, key";
 
 pub const EXPIRED_LEASES: &str = "SELECT id FROM runs WHERE state = 'running' AND lease_expires_at < $1 \
     ORDER BY lease_expires_at LIMIT $2";
