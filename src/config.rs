@@ -79,8 +79,10 @@ pub struct Settings {
     /// Log format of the server itself: text or json [default: text].
     #[arg(long, env = "CONCLAVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Accept `shell` runs (they execute programs on this machine) [default: off].
-    #[arg(long, env = "CONCLAVE_ENABLE_SHELL")]
+    /// Accept `shell` runs (they execute programs on this machine) [default: off]. In the
+    /// configuration file, use `enabled` under `[kinds.shell]` instead.
+    #[arg(long, env = "CONCLAVE_ENABLE_SHELL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip)]
     pub enable_shell: Option<bool>,
     /// Built-in kinds' settings (configuration file only: `[kinds.shell]`).
     #[arg(skip)]

@@ -43,6 +43,8 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // So clients (grpcurl among them) can decode the ErrorInfo and BadRequest details.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1().map_err(|err| Error::Internal(format!("reflection v1: {err}")))?;
     let reflection_v1alpha = reflection()

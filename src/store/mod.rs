@@ -209,8 +209,28 @@ pub async fn open(url: &str, max_connections: u32) -> Result<SharedStore> {
     }
     Err(Error::invalid(
         "database_url",
-        format!("`{url}` is not a supported database URL: use sqlite://PATH or postgres://USER@HOST/DB"),
+        format!("`{}` is not a supported database URL: use sqlite://PATH or postgres://USER@HOST/DB", redact(url)),
     ))
+}
+
+/// A database URL fit for messages and logs: any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redact("postgres://bob:hunter2@db:5432/x"), "postgres://bob:***@db:5432/x");
+        assert_eq!(super::redact("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(super::redact("sqlite://data/c.db"), "sqlite://data/c.db");
+    }
 }
 
 /// Parses a JSON column.

@@ -34,13 +34,13 @@ impl PostgresStore {
     /// Connects to and migrates the database at a `postgres://` URL.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|err| Error::invalid("database_url", format!("`{url}` is not a valid Postgres URL: {err}")))?;
+            .map_err(|err| Error::invalid("database_url", format!("`{}` is not a valid Postgres URL: {err}", super::redact(url))))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|err| Error::Unavailable(format!("cannot connect to Postgres at {url}: {err}")))?;
+            .map_err(|err| Error::Unavailable(format!("cannot connect to Postgres at {}: {err}", super::redact(url))))?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }
