@@ -16,7 +16,7 @@ pub struct FieldViolation {
 }
 
 /// Why an operation could not be carried out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; each violation names the field and what to fix.
     #[error("invalid argument: {}", describe(.0))]

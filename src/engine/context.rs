@@ -166,8 +166,8 @@ impl RunContext {
             finished_at: Timestamp::now(),
             duration: started.elapsed(),
         };
-        let lease = &self.lease;
-        self.core.update(self.run.id, &|run| lifecycle::record_step(run, lease, entry.clone())).await?;
+        let lease = self.lease.clone();
+        self.core.update(self.run.id, move |run| lifecycle::record_step(run, &lease, entry.clone())).await?;
         self.journal.lock().await.insert(key.to_owned(), output);
         Ok(result)
     }
@@ -197,10 +197,11 @@ impl RunContext {
     /// event stream.
     pub async fn emit(&self, event_type: &str, data: Value) -> Result<(), WorkflowError> {
         self.check_running()?;
-        let lease = &self.lease;
+        let lease = self.lease.clone();
+        let event_type = event_type.to_owned();
         let now = Timestamp::now();
         self.core
-            .update(self.run.id, &|run| lifecycle::workflow_event(run, lease, event_type, data.clone(), now))
+            .update(self.run.id, move |run| lifecycle::workflow_event(run, &lease, &event_type, data.clone(), now))
             .await?;
         Ok(())
     }
@@ -214,9 +215,10 @@ impl RunContext {
         }
         self.check_running()?;
         self.flush_logs().await;
-        let lease = &self.lease;
+        let lease = self.lease.clone();
+        let (key, prompt) = (key.to_owned(), prompt.to_owned());
         let now = Timestamp::now();
-        self.core.update(self.run.id, &|run| lifecycle::suspend(run, lease, key, prompt, now)).await?;
+        self.core.update(self.run.id, move |run| lifecycle::suspend(run, &lease, &key, &prompt, now)).await?;
         Err(WorkflowError::Suspended)
     }
 

@@ -47,7 +47,7 @@ pub(super) async fn claim_loop(core: Arc<Core>) {
             Ok(claimed) => {
                 let saturated = claimed.len() == free;
                 for transition in claimed {
-                    core.publish(&transition);
+                    core.fanout.publish(&transition);
                     start(&core, &slots, transition.run);
                 }
                 if saturated { Duration::ZERO } else { next_due(&core, &kinds, now).await }
@@ -61,7 +61,7 @@ pub(super) async fn claim_loop(core: Arc<Core>) {
             continue;
         }
         tokio::select! {
-            () = core.wake.notified() => {}
+            () = core.fanout.wake.notified() => {}
             () = tokio::time::sleep(idle_wait) => {}
             () = core.shutdown.cancelled() => break,
         }
@@ -109,7 +109,7 @@ async fn execute(core: Arc<Core>, run: Run, _permit: OwnedSemaphorePermit) {
     core.busy.fetch_sub(1, Ordering::Relaxed);
     if run.concurrency.is_some() {
         // A slot under this run's concurrency key is free: runs waiting on it may start.
-        core.wake.notify_one();
+        core.fanout.wake.notify_one();
     }
 }
 
@@ -203,17 +203,16 @@ async fn keep_lease(core: &Core, lease: &Lease, cancel: &CancellationToken) {
 async fn record_end(core: &Core, run: &Run, lease: &Lease, outcome: Outcome) {
     let now = Timestamp::now();
     let policy = core.config.retry;
+    let lease = lease.clone();
     let result = match outcome {
-        Outcome::Returned(Ok(output)) => core.update(run.id, &|r| lifecycle::succeed(r, lease, output.clone(), now)).await,
-        Outcome::Returned(Err(WorkflowError::Cancelled)) => {
-            core.update(run.id, &|r| lifecycle::cancelled_by_worker(r, lease, now)).await
-        }
+        Outcome::Returned(Ok(output)) => core.update(run.id, move |r| lifecycle::succeed(r, &lease, output.clone(), now)).await,
+        Outcome::Returned(Err(WorkflowError::Cancelled)) => core.update(run.id, move |r| lifecycle::cancelled_by_worker(r, &lease, now)).await,
         Outcome::Returned(Err(WorkflowError::Suspended | WorkflowError::LeaseLost)) | Outcome::Stopped | Outcome::LeaseLost => {
             return;
         }
         Outcome::Returned(Err(err)) => {
             let error = err.to_run_error(run.attempt);
-            core.update(run.id, &|r| lifecycle::fail_attempt(r, lease, error.clone(), &policy, now)).await
+            core.update(run.id, move |r| lifecycle::fail_attempt(r, &lease, error.clone(), &policy, now)).await
         }
         Outcome::OutOfTime(code) => {
             let (message, retryable) = match code {
@@ -221,9 +220,9 @@ async fn record_end(core: &Core, run: &Run, lease: &Lease, outcome: Outcome) {
                 _ => (format!("attempt {} ran past its timeout of {:?}", run.attempt, run.attempt_timeout), true),
             };
             let error = RunError::new(code, message, retryable, run.attempt);
-            core.update(run.id, &|r| lifecycle::fail_attempt(r, lease, error.clone(), &policy, now)).await
+            core.update(run.id, move |r| lifecycle::fail_attempt(r, &lease, error.clone(), &policy, now)).await
         }
-        Outcome::Released => core.update(run.id, &|r| lifecycle::release(r, lease, now)).await,
+        Outcome::Released => core.update(run.id, move |r| lifecycle::release(r, &lease, now)).await,
     };
     match result {
         Ok(_) | Err(Error::StaleLease { .. }) => {}

@@ -31,13 +31,13 @@ pub(super) async fn sweep(core: &Core) -> Result<()> {
     let now = Timestamp::now();
     let policy = core.config.retry;
     for id in core.store.expired_leases(now, SWEEP_BATCH).await? {
-        let transition = apply(core, id, &|run| lifecycle::rescue(run, &policy, now)).await?;
+        let transition = apply(core, id, move |run| lifecycle::rescue(run, &policy, now)).await?;
         if let Some(run) = transition {
             tracing::info!(run = %run, "rescued a run whose lease expired");
         }
     }
     for id in core.store.overdue_runs(now, SWEEP_BATCH).await? {
-        if apply(core, id, &|run| lifecycle::expire_deadline(run, now)).await?.is_some() {
+        if apply(core, id, move |run| lifecycle::expire_deadline(run, now)).await?.is_some() {
             if let Some(active) = core.active().get(&id) {
                 active.force.cancel();
             }
@@ -49,7 +49,11 @@ pub(super) async fn sweep(core: &Core) -> Result<()> {
 
 /// Applies a maintenance change; `Some(id)` if it changed the run (a run deleted meanwhile is
 /// skipped).
-async fn apply(core: &Core, id: RunId, change: crate::store::UpdateFn<'_>) -> Result<Option<RunId>> {
+async fn apply(
+    core: &Core,
+    id: RunId,
+    change: impl Fn(&crate::domain::Run) -> Result<crate::store::Update> + Send + Sync + 'static,
+) -> Result<Option<RunId>> {
     match core.update(id, change).await {
         Ok(transition) if transition.events.is_empty() => Ok(None),
         Ok(_) => Ok(Some(id)),

@@ -5,6 +5,7 @@
 //! The engine knows nothing of what a kind does (see [`Registry`]); a workflow knows nothing of
 //! leases (see [`RunContext`]).
 
+mod commit;
 mod context;
 mod executor;
 mod follow;
@@ -31,11 +32,11 @@ pub use follow::Delivery;
 pub use registry::{Registry, Workflow};
 pub use service::{CreateRunRequest, ListRunsRequest, QueueStats};
 
-use self::{hub::Hub, lifecycle::RetryPolicy};
+use self::{commit::Committer, hub::Hub, lifecycle::RetryPolicy};
 use crate::{
-    domain::{Lease, LogLine, NewLogLine, RunEvent, RunId, RunState, WorkerId, WorkspaceId},
+    domain::{Lease, LogLine, NewLogLine, Run, RunEvent, RunId, RunState, WorkerId, WorkspaceId},
     error::Result,
-    store::{SharedStore, Transition, UpdateFn},
+    store::{SharedStore, Transition, Update},
 };
 
 /// How the engine behaves; every duration and limit is configurable.
@@ -107,35 +108,17 @@ struct ActiveRun {
     force: CancellationToken,
 }
 
-/// The engine's shared state.
+/// The one fan-out: live events and log lines to whoever watches, and the wake-up of the
+/// workers when a run becomes claimable.
 #[derive(Debug)]
-struct Core {
-    store: SharedStore,
-    registry: Registry,
-    config: EngineConfig,
+struct Fanout {
     events: Arc<Hub<RunEvent>>,
     logs: Arc<Hub<LogLine>>,
     /// Wakes the claim loop: something became claimable.
     wake: Notify,
-    active: Mutex<HashMap<RunId, ActiveRun>>,
-    /// Workspaces known to exist (workspaces are never deleted), to spare a query per request.
-    workspaces: Mutex<HashSet<WorkspaceId>>,
-    /// Stop claiming and end streams.
-    shutdown: CancellationToken,
-    /// Give runs still executing back to the queue.
-    release: CancellationToken,
-    tasks: TaskTracker,
-    busy: AtomicUsize,
 }
 
-impl Core {
-    /// Applies a state-machine function to a run and publishes what changed.
-    async fn update(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition> {
-        let transition = self.store.update_run(id, change).await?;
-        self.publish(&transition);
-        Ok(transition)
-    }
-
+impl Fanout {
     /// Publishes a committed transition: its events to watchers, the end of the run to every
     /// follower when it finished, and a wake-up to the workers when it made a run claimable.
     fn publish(&self, transition: &Transition) {
@@ -152,11 +135,38 @@ impl Core {
             self.wake.notify_one();
         }
     }
+}
+
+/// The engine's shared state.
+#[derive(Debug)]
+struct Core {
+    store: SharedStore,
+    registry: Registry,
+    config: EngineConfig,
+    fanout: Arc<Fanout>,
+    committer: Committer,
+    active: Mutex<HashMap<RunId, ActiveRun>>,
+    /// Workspaces known to exist (workspaces are never deleted), to spare a query per request.
+    workspaces: Mutex<HashSet<WorkspaceId>>,
+    /// Stop claiming and end streams.
+    shutdown: CancellationToken,
+    /// Give runs still executing back to the queue.
+    release: CancellationToken,
+    tasks: TaskTracker,
+    busy: AtomicUsize,
+}
+
+impl Core {
+    /// Applies a state-machine function to a run, through group commit, and publishes what
+    /// changed.
+    async fn update(&self, id: RunId, change: impl Fn(&Run) -> Result<Update> + Send + Sync + 'static) -> Result<Transition> {
+        self.committer.update(id, Box::new(change)).await
+    }
 
     /// Stores log lines under a lease and publishes them.
     async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<()> {
         let stored = self.store.append_logs(lease, attempt, lines).await?;
-        self.logs.publish(lease.run_id, stored);
+        self.fanout.logs.publish(lease.run_id, stored);
         Ok(())
     }
 
@@ -174,14 +184,22 @@ pub struct Engine {
 impl Engine {
     /// An engine over a store, running the kinds of a registry. Call [`Engine::start`] to begin
     /// executing runs.
+    /// Must be called inside a Tokio runtime (it starts the group-commit writers).
     pub fn new(store: SharedStore, registry: Registry, config: EngineConfig) -> Self {
+        let fanout = Arc::new(Fanout {
+            events: Arc::new(Hub::new(config.hub_capacity)),
+            logs: Arc::new(Hub::new(config.hub_capacity)),
+            wake: Notify::new(),
+        });
+        // SQLite admits one writer at a time; Postgres gains from a few transactions in flight.
+        let writers = if store.backend() == "postgres" { 4 } else { 1 };
+        let committer = Committer::start(store.clone(), fanout.clone(), writers);
         let core = Core {
             store,
             registry,
-            events: Arc::new(Hub::new(config.hub_capacity)),
-            logs: Arc::new(Hub::new(config.hub_capacity)),
             config,
-            wake: Notify::new(),
+            fanout,
+            committer,
             active: Mutex::new(HashMap::new()),
             workspaces: Mutex::new(HashSet::new()),
             shutdown: CancellationToken::new(),

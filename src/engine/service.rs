@@ -92,7 +92,7 @@ impl Engine {
         let workflow = workflow?;
         workflow.validate(&new.input)?;
         self.require_workspace(&new.workspace).await?;
-        let created = core.store.create_run(new.clone()).await?;
+        let created = core.committer.create(new.clone()).await?;
         let run = created.transition.run.clone();
         if !created.created && (run.kind != new.kind || run.input != new.input) {
             return Err(Error::AlreadyExists {
@@ -104,7 +104,6 @@ impl Engine {
                 ),
             });
         }
-        core.publish(&created.transition);
         Ok(run)
     }
 
@@ -150,7 +149,8 @@ impl Engine {
     /// step and stopped by force after the grace period, or at once with `force`.
     pub async fn cancel_run(&self, id: RunId, reason: &str, force: bool) -> Result<Run> {
         let now = Timestamp::now();
-        let transition = self.core.update(id, &|run| lifecycle::cancel(run, reason, force, now)).await?;
+        let reason = reason.to_owned();
+        let transition = self.core.update(id, move |run| lifecycle::cancel(run, &reason, force, now)).await?;
         if let Some(active) = self.core.active().get(&id) {
             active.cancel.cancel();
             if transition.run.state.is_terminal() {
@@ -163,7 +163,7 @@ impl Engine {
     /// Queues a failed or cancelled run again.
     pub async fn retry_run(&self, id: RunId, reset_journal: bool) -> Result<Run> {
         let now = Timestamp::now();
-        Ok(self.core.update(id, &|run| lifecycle::retry(run, reset_journal, now)).await?.run)
+        Ok(self.core.update(id, move |run| lifecycle::retry(run, reset_journal, now)).await?.run)
     }
 
     /// Fails an unfinished run at once.
@@ -172,7 +172,8 @@ impl Engine {
             return Err(Error::invalid("reason", "is required: say why the run is being failed"));
         }
         let now = Timestamp::now();
-        let transition = self.core.update(id, &|run| lifecycle::force_fail(run, reason, now)).await?;
+        let reason = reason.to_owned();
+        let transition = self.core.update(id, move |run| lifecycle::force_fail(run, &reason, now)).await?;
         if let Some(active) = self.core.active().get(&id) {
             active.force.cancel();
         }
@@ -181,9 +182,9 @@ impl Engine {
 
     /// Answers a waiting run; the same decision again is a no-op.
     pub async fn submit_decision(&self, id: RunId, key: &str, decision: Decision) -> Result<Run> {
-        let key = (!key.is_empty()).then_some(key);
+        let key = (!key.is_empty()).then(|| key.to_owned());
         let now = Timestamp::now();
-        Ok(self.core.update(id, &|run| lifecycle::decide(run, key, &decision, now)).await?.run)
+        Ok(self.core.update(id, move |run| lifecycle::decide(run, key.as_deref(), &decision, now)).await?.run)
     }
 
     /// Streams a run's events after `after`: stored ones, then live ones until the run finishes.
@@ -193,7 +194,7 @@ impl Engine {
             let store = store.clone();
             Box::pin(async move { store.read_events(id, after, limit).await })
         });
-        self.follow(id, after, true, self.core.events.clone(), read, |run| run.last_event_sequence).await
+        self.follow(id, after, true, self.core.fanout.events.clone(), read, |run| run.last_event_sequence).await
     }
 
     /// Streams a run's log lines after `after`; with `follow`, live ones until the run finishes.
@@ -203,7 +204,7 @@ impl Engine {
             let store = store.clone();
             Box::pin(async move { store.read_logs(id, after, limit).await })
         });
-        self.follow(id, after, follow, self.core.logs.clone(), read, |run| run.last_log_sequence).await
+        self.follow(id, after, follow, self.core.fanout.logs.clone(), read, |run| run.last_log_sequence).await
     }
 
     async fn follow<T: super::follow::Sequenced>(

@@ -148,9 +148,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether the workspace exists.
     async fn workspace_exists(&self, workspace: &WorkspaceId) -> Result<bool>;
 
-    /// Inserts a queued run and its `Created` event. With a `request_id` already used in the
-    /// workspace, inserts nothing and returns the existing run with `created == false`.
-    async fn create_run(&self, run: NewRun) -> Result<Created>;
+    /// Inserts queued runs and their `Created` events, all in one transaction. A run whose
+    /// `request_id` was already used in its workspace (or earlier in the same batch) is not
+    /// inserted: its result is the existing run with `created == false`. Results are in order.
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Created>>;
+
+    /// [`Store::create_runs`] for one run.
+    async fn create_run(&self, run: NewRun) -> Result<Created> {
+        self.create_runs(vec![run]).await?.pop().ok_or_else(|| Error::Internal("create_runs returned nothing".into()))
+    }
 
     /// Reads one run.
     async fn get_run(&self, id: RunId) -> Result<Option<Run>>;
@@ -158,10 +164,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Lists runs matching the query, by id descending (newest first), at most `query.limit`.
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>>;
 
-    /// Reads the run, applies `change` to it and commits the result, all in one transaction that
-    /// excludes concurrent updates of the same run. `NotFound` if the run does not exist; any
-    /// error `change` returns aborts the transaction and is returned as is.
-    async fn update_run(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition>;
+    /// Reads each run, applies its change and commits the results, all in one transaction that
+    /// excludes concurrent updates of the same runs. Changes apply in order, each to the run as
+    /// the previous changes left it. A change that fails (its own error, or `NotFound` for an
+    /// unknown run) writes nothing and fails alone; a storage failure fails the whole batch.
+    async fn update_runs(&self, changes: &[(RunId, UpdateFn<'_>)]) -> Result<Vec<Result<Transition>>>;
+
+    /// [`Store::update_runs`] for one change.
+    async fn update_run(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition> {
+        self.update_runs(&[(id, change)]).await?.pop().unwrap_or_else(|| Err(Error::Internal("update_runs returned nothing".into())))
+    }
 
     /// Claims up to `limit` due queued runs of the given kinds, highest priority first then
     /// oldest, never exceeding a concurrency key's limit: each becomes running under a new lease

@@ -8,11 +8,11 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::{json_column, to_json, JournalEntry, QueueCounts};
+use super::{json_column, to_json, JournalEntry, QueueCounts, Transition, Update, UpdateFn};
 use crate::{
     domain::{
-        Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, Run, RunError, RunEvent, RunId,
-        RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
+        Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun, Run, RunError, RunEvent,
+        RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
 };
@@ -23,27 +23,6 @@ pub const RUN_COLUMNS: &str = "id, workspace_id, kind, state, input, output, err
     labels, request_id, created_at, started_at, finished_at, updated_at, scheduled_at, waiting, \
     decisions, lease_worker, lease_epoch, lease_expires_at, cancel_requested, last_event_seq, \
     last_log_seq";
-
-pub const INSERT_RUN: &str = "INSERT INTO runs (id, workspace_id, kind, state, input, priority, \
-    max_attempts, attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, labels, \
-    request_id, created_at, updated_at, scheduled_at, last_event_seq) \
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, 1) \
-    ON CONFLICT DO NOTHING";
-
-pub const INSERT_LABEL: &str = "INSERT INTO run_labels (run_id, key, value) VALUES ($1, $2, $3)";
-
-/// Rewrites every mutable column of a run (see [`RunRow`] for the bind order).
-pub const UPDATE_RUN: &str = "UPDATE runs SET state = $2, output = $3, error = $4, attempt = $5, \
-    started_at = $6, finished_at = $7, updated_at = $8, scheduled_at = $9, waiting = $10, \
-    decisions = $11, lease_worker = $12, lease_epoch = $13, lease_expires_at = $14, \
-    cancel_requested = $15, last_event_seq = $16 WHERE id = $1";
-
-pub const INSERT_EVENT: &str = "INSERT INTO run_events (run_id, seq, time, data) VALUES ($1, $2, $3, $4)";
-
-pub const INSERT_STEP: &str = "INSERT INTO run_journal (run_id, key, output, attempt, finished_at, duration_us) \
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
-
-pub const DELETE_JOURNAL: &str = "DELETE FROM run_journal WHERE run_id = $1";
 
 pub const EXTEND_LEASE: &str = "UPDATE runs SET lease_expires_at = $3 \
     WHERE id = $1 AND lease_epoch = $2 AND state = 'running' RETURNING cancel_requested";
@@ -417,4 +396,377 @@ pub fn queue_counts(counts: Vec<(String, String, i64)>, oldest_queued: Option<i6
         result.by_kind_and_state.insert((kind, state), to_u64(count));
     }
     result
+}
+
+/// A value bound to a statement: the three column types both backends store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+impl From<String> for Bind {
+    fn from(value: String) -> Self {
+        Self::Text(Some(value))
+    }
+}
+
+impl From<Option<String>> for Bind {
+    fn from(value: Option<String>) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for Bind {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Bind {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<bool> for Bind {
+    fn from(value: bool) -> Self {
+        Self::Bool(value)
+    }
+}
+
+/// SQL text valid in both dialects, with its binds in `$N` order.
+#[derive(Debug, Clone, Default)]
+pub struct Statement {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Statement {
+    /// Appends a `(…)` tuple of fresh placeholders for `values`, separated by a comma from the
+    /// previous tuple.
+    fn push_tuple(&mut self, values: Vec<Bind>) {
+        if self.sql.ends_with(')') {
+            self.sql.push_str(", ");
+        }
+        self.sql.push('(');
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self.sql.push_str(", ");
+            }
+            self.binds.push(value);
+            self.sql.push_str(&format!("${}", self.binds.len()));
+        }
+        self.sql.push(')');
+    }
+}
+
+/// A query for a statement, on either backend.
+pub fn query<DB>(statement: Statement) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
+    for bind in statement.binds {
+        query = match bind {
+            Bind::Text(value) => query.bind(value),
+            Bind::Int(value) => query.bind(value),
+            Bind::Bool(value) => query.bind(value),
+        };
+    }
+    query
+}
+
+/// Rows per multi-row statement: well under both backends' bind limits.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// Multi-row statements over `items`, each starting with `head` and one tuple per item.
+fn multi_row<T>(head: &str, tail: &str, items: &[T], tuple: impl Fn(&T) -> Result<Vec<Bind>>) -> Result<Vec<Statement>> {
+    items
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let mut statement = Statement { sql: head.to_owned(), binds: Vec::new() };
+            for item in chunk {
+                statement.push_tuple(tuple(item)?);
+            }
+            statement.sql.push_str(tail);
+            Ok(statement)
+        })
+        .collect()
+}
+
+/// Inserts new queued runs, skipping those whose `(workspace, request_id)` exists, returning
+/// the rows inserted.
+pub fn insert_runs(runs: &[NewRun]) -> Result<Vec<Statement>> {
+    let head = "INSERT INTO runs (id, workspace_id, kind, state, input, priority, max_attempts, \
+        attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, labels, request_id, created_at, \
+        updated_at, scheduled_at, last_event_seq) VALUES ";
+    let tail = format!(" ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}");
+    multi_row(head, &tail, runs, |run| {
+        let (key, limit) = match &run.concurrency {
+            Some((key, limit)) => (Some(key.clone()), i64::from(*limit)),
+            None => (None, 1),
+        };
+        let created = run.created_at.as_micros();
+        Ok(vec![
+            run.id.to_string().into(),
+            run.workspace.to_string().into(),
+            run.kind.clone().into(),
+            RunState::Queued.as_str().to_owned().into(),
+            to_json(&run.input)?.into(),
+            i64::from(run.priority).into(),
+            i64::from(run.max_attempts).into(),
+            to_i64(u64::try_from(run.attempt_timeout.as_millis()).unwrap_or(u64::MAX)).into(),
+            run.deadline.map(Timestamp::as_micros).into(),
+            key.into(),
+            limit.into(),
+            to_json(&run.labels)?.into(),
+            run.request_id.clone().into(),
+            created.into(),
+            created.into(),
+            created.into(),
+            1_i64.into(),
+        ])
+    })
+}
+
+/// Finds the run an idempotent create collided with.
+pub fn select_by_request_id(run: &NewRun) -> Statement {
+    Statement {
+        sql: format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = $1 AND request_id = $2"),
+        binds: vec![run.workspace.to_string().into(), run.request_id.clone().into()],
+    }
+}
+
+/// The labels of new runs.
+pub fn insert_labels(runs: &[&NewRun]) -> Result<Vec<Statement>> {
+    let labels: Vec<(String, &String, &String)> = runs
+        .iter()
+        .flat_map(|run| run.labels.iter().map(|(key, value)| (run.id.to_string(), key, value)))
+        .collect();
+    multi_row("INSERT INTO run_labels (run_id, key, value) VALUES ", "", &labels, |(id, key, value)| {
+        Ok(vec![id.clone().into(), (*key).clone().into(), (*value).clone().into()])
+    })
+}
+
+/// Appends events (already numbered).
+pub fn insert_events(events: &[RunEvent]) -> Result<Vec<Statement>> {
+    multi_row("INSERT INTO run_events (run_id, seq, time, data) VALUES ", "", events, |event| {
+        Ok(vec![
+            event.run_id.to_string().into(),
+            to_i64(event.sequence).into(),
+            event.time.as_micros().into(),
+            to_json(&event.kind)?.into(),
+        ])
+    })
+}
+
+/// Records finished steps in the journal.
+pub fn insert_steps(steps: &[(RunId, JournalEntry)]) -> Result<Vec<Statement>> {
+    let head = "INSERT INTO run_journal (run_id, key, output, attempt, finished_at, duration_us) VALUES ";
+    multi_row(head, " ON CONFLICT DO NOTHING", steps, |(run, step)| {
+        Ok(vec![
+            run.to_string().into(),
+            step.key.clone().into(),
+            to_json(&step.output)?.into(),
+            i64::from(step.attempt).into(),
+            step.finished_at.as_micros().into(),
+            to_i64(u64::try_from(step.duration.as_micros()).unwrap_or(u64::MAX)).into(),
+        ])
+    })
+}
+
+/// Reads runs by id, in id order (the lock order, on Postgres).
+pub fn select_runs(ids: &[RunId], lock: bool) -> Statement {
+    let mut statement = Statement { sql: format!("SELECT {RUN_COLUMNS} FROM runs WHERE id IN "), binds: Vec::new() };
+    statement.push_tuple(ids.iter().map(|id| id.to_string().into()).collect());
+    statement.sql.push_str(" ORDER BY id");
+    if lock {
+        statement.sql.push_str(" FOR UPDATE");
+    }
+    statement
+}
+
+/// Rewrites every mutable column of several runs in one statement per chunk. `VALUES` columns
+/// are named `column1`, `column2`, … in both dialects.
+pub fn update_runs(runs: &[(Run, u64)]) -> Result<Vec<Statement>> {
+    let head = "UPDATE runs SET state = v.column2, output = v.column3, error = v.column4, attempt = v.column5, \
+        started_at = v.column6, finished_at = v.column7, updated_at = v.column8, scheduled_at = v.column9, \
+        waiting = v.column10, decisions = v.column11, lease_worker = v.column12, lease_epoch = v.column13, \
+        lease_expires_at = v.column14, cancel_requested = v.column15, last_event_seq = v.column16 FROM (VALUES ";
+    multi_row(head, ") AS v WHERE runs.id = v.column1", runs, |(run, stored_epoch)| {
+        let binds = RunUpdateBinds::new(run, *stored_epoch, run.last_event_sequence)?;
+        Ok(vec![
+            run.id.to_string().into(),
+            binds.state.to_owned().into(),
+            binds.output.into(),
+            binds.error.into(),
+            binds.attempt.into(),
+            binds.started_at.into(),
+            binds.finished_at.into(),
+            binds.updated_at.into(),
+            binds.scheduled_at.into(),
+            binds.waiting.into(),
+            binds.decisions.into(),
+            binds.lease_worker.into(),
+            binds.lease_epoch.into(),
+            binds.lease_expires_at.into(),
+            binds.cancel_requested.into(),
+            binds.last_event_seq.into(),
+        ])
+    })
+}
+
+/// What a batch of updates decided: each change's result, and the statements that write them.
+pub struct UpdatePlan {
+    pub results: Vec<Result<Transition>>,
+    pub writes: Vec<Statement>,
+}
+
+/// Applies each change, in order, to the run as the batch left it so far (so two changes of
+/// one run compose), and plans the writes of every change that succeeded. A change that fails
+/// writes nothing and fails alone.
+pub fn plan_updates(rows: Vec<RunRow>, changes: &[(RunId, UpdateFn<'_>)]) -> Result<UpdatePlan> {
+    let mut current: HashMap<RunId, (Run, u64)> = HashMap::new();
+    for row in rows {
+        let epoch = to_u64(row.lease_epoch);
+        let run = Run::try_from(row)?;
+        current.insert(run.id, (run, epoch));
+    }
+    let mut touched: Vec<RunId> = Vec::new();
+    let mut events = Vec::new();
+    let mut steps: Vec<(RunId, JournalEntry)> = Vec::new();
+    let mut resets: Vec<RunId> = Vec::new();
+    let mut results = Vec::with_capacity(changes.len());
+    for (id, change) in changes {
+        let Some((before, stored_epoch)) = current.get(id) else {
+            results.push(Err(Error::not_found("run", id)));
+            continue;
+        };
+        let update = match change(before) {
+            Ok(update) => update,
+            Err(err) => {
+                results.push(Err(err));
+                continue;
+            }
+        };
+        let Update { mut run, events: kinds, steps: new_steps, reset_journal } = update;
+        let numbered = number_events(run.id, before.last_event_sequence, run.updated_at, kinds);
+        run.last_event_sequence = before.last_event_sequence + numbered.len() as u64;
+        run.last_log_sequence = before.last_log_sequence;
+        let epoch = run.lease.as_ref().map_or(*stored_epoch, |lease| lease.epoch);
+        if reset_journal {
+            steps.retain(|(run_id, _)| run_id != id);
+            resets.push(*id);
+        }
+        steps.extend(new_steps.into_iter().map(|step| (*id, step)));
+        events.extend(numbered.iter().cloned());
+        if !touched.contains(id) {
+            touched.push(*id);
+        }
+        results.push(Ok(Transition { run: run.clone(), events: numbered }));
+        current.insert(*id, (run, epoch));
+    }
+    let runs: Vec<(Run, u64)> = touched.iter().filter_map(|id| current.remove(id)).collect();
+    let mut writes = update_runs(&runs)?;
+    if !resets.is_empty() {
+        let mut delete = Statement { sql: "DELETE FROM run_journal WHERE run_id IN ".to_owned(), binds: Vec::new() };
+        delete.push_tuple(resets.iter().map(|id| id.to_string().into()).collect());
+        writes.push(delete);
+    }
+    writes.extend(insert_steps(&steps)?);
+    writes.extend(insert_events(&events)?);
+    Ok(UpdatePlan { results, writes })
+}
+
+/// The `Created` event of a new run.
+fn created_event(run: &NewRun) -> RunEvent {
+    RunEvent {
+        run_id: run.id,
+        sequence: 1,
+        time: run.created_at,
+        kind: EventKind::Created { kind: run.kind.clone(), priority: run.priority },
+    }
+}
+
+/// [`super::Store::create_runs`] inside the caller's transaction, on either backend.
+pub async fn create_runs<DB>(conn: &mut DB::Connection, runs: &[NewRun]) -> Result<Vec<super::Created>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    RunRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut inserted = HashMap::new();
+    for statement in insert_runs(runs)? {
+        for row in query::<DB>(statement).fetch_all(&mut *conn).await? {
+            let run = Run::try_from(<RunRow as sqlx::FromRow<DB::Row>>::from_row(&row)?)?;
+            inserted.insert(run.id, run);
+        }
+    }
+    let mut results = Vec::with_capacity(runs.len());
+    let mut fresh = Vec::new();
+    let mut events = Vec::new();
+    for new in runs {
+        if let Some(run) = inserted.remove(&new.id) {
+            let event = created_event(new);
+            events.push(event.clone());
+            fresh.push(new);
+            results.push(super::Created { transition: Transition { run, events: vec![event] }, created: true });
+            continue;
+        }
+        let row = query::<DB>(select_by_request_id(new))
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("run {} was neither inserted nor found by its request_id", new.id)))?;
+        let run = Run::try_from(<RunRow as sqlx::FromRow<DB::Row>>::from_row(&row)?)?;
+        results.push(super::Created { transition: Transition { run, events: Vec::new() }, created: false });
+    }
+    for statement in insert_events(&events)?.into_iter().chain(insert_labels(&fresh)?) {
+        query::<DB>(statement).execute(&mut *conn).await?;
+    }
+    Ok(results)
+}
+
+/// [`super::Store::update_runs`] inside the caller's transaction, on either backend; `lock`
+/// takes the rows `FOR UPDATE` (Postgres).
+pub async fn update_runs_in<DB>(conn: &mut DB::Connection, changes: &[(RunId, UpdateFn<'_>)], lock: bool) -> Result<Vec<Result<Transition>>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    RunRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<RunId> = changes.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT * 10) {
+        for row in query::<DB>(select_runs(chunk, lock)).fetch_all(&mut *conn).await? {
+            rows.push(<RunRow as sqlx::FromRow<DB::Row>>::from_row(&row)?);
+        }
+    }
+    let plan = plan_updates(rows, changes)?;
+    for statement in plan.writes {
+        query::<DB>(statement).execute(&mut *conn).await?;
+    }
+    Ok(plan.results)
+}
+
+/// Appends the claim events of claimed runs.
+pub fn claimed_events(runs: &[Run], worker: &WorkerId, now: Timestamp) -> Vec<RunEvent> {
+    runs.iter().map(|run| claimed_event(run, worker, now)).collect()
 }

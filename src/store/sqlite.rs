@@ -11,13 +11,12 @@ use sqlx::{
 };
 
 use super::{
-    sql::{self, EventRow, JournalRow, LogRow, RunRow, RunUpdateBinds},
-    to_json, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition,
-    Update, UpdateFn,
+    sql::{self, EventRow, JournalRow, LogRow, RunRow},
+    ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
 };
 use crate::{
     domain::{
-        EventKind, Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery,
+        Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery,
         Timestamp, WorkspaceId,
     },
     error::{Error, Result},
@@ -64,63 +63,6 @@ impl SqliteStore {
             .fetch_optional(conn)
             .await?)
     }
-
-    /// Writes an update of `before` inside the caller's transaction.
-    async fn write_update(conn: &mut SqliteConnection, before: &Run, stored_epoch: u64, update: Update) -> Result<Transition> {
-        let Update { mut run, events, steps, reset_journal } = update;
-        let events = sql::number_events(run.id, before.last_event_sequence, run.updated_at, events);
-        run.last_event_sequence = before.last_event_sequence + events.len() as u64;
-        run.last_log_sequence = before.last_log_sequence;
-        let binds = RunUpdateBinds::new(&run, stored_epoch, run.last_event_sequence)?;
-        sqlx::query(sql::UPDATE_RUN)
-            .bind(run.id.to_string())
-            .bind(binds.state)
-            .bind(binds.output)
-            .bind(binds.error)
-            .bind(binds.attempt)
-            .bind(binds.started_at)
-            .bind(binds.finished_at)
-            .bind(binds.updated_at)
-            .bind(binds.scheduled_at)
-            .bind(binds.waiting)
-            .bind(binds.decisions)
-            .bind(binds.lease_worker)
-            .bind(binds.lease_epoch)
-            .bind(binds.lease_expires_at)
-            .bind(binds.cancel_requested)
-            .bind(binds.last_event_seq)
-            .execute(&mut *conn)
-            .await?;
-        Self::insert_events(conn, &events).await?;
-        if reset_journal {
-            sqlx::query(sql::DELETE_JOURNAL).bind(run.id.to_string()).execute(&mut *conn).await?;
-        }
-        for step in &steps {
-            sqlx::query(sql::INSERT_STEP)
-                .bind(run.id.to_string())
-                .bind(&step.key)
-                .bind(to_json(&step.output)?)
-                .bind(i64::from(step.attempt))
-                .bind(step.finished_at.as_micros())
-                .bind(sql::to_i64(u64::try_from(step.duration.as_micros()).unwrap_or(u64::MAX)))
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(Transition { run, events })
-    }
-
-    async fn insert_events(conn: &mut SqliteConnection, events: &[RunEvent]) -> Result<()> {
-        for event in events {
-            sqlx::query(sql::INSERT_EVENT)
-                .bind(event.run_id.to_string())
-                .bind(sql::to_i64(event.sequence))
-                .bind(event.time.as_micros())
-                .bind(to_json(&event.kind)?)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -137,58 +79,11 @@ impl Store for SqliteStore {
         Ok(found > 0)
     }
 
-    async fn create_run(&self, new: NewRun) -> Result<Created> {
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Created>> {
         let mut tx = self.writer.begin().await?;
-        let (concurrency_key, concurrency_limit) = match &new.concurrency {
-            Some((key, limit)) => (Some(key.clone()), i64::from(*limit)),
-            None => (None, 1),
-        };
-        let inserted = sqlx::query(sql::INSERT_RUN)
-            .bind(new.id.to_string())
-            .bind(new.workspace.as_str())
-            .bind(&new.kind)
-            .bind(to_json(&new.input)?)
-            .bind(i64::from(new.priority))
-            .bind(i64::from(new.max_attempts))
-            .bind(sql::to_i64(u64::try_from(new.attempt_timeout.as_millis()).unwrap_or(u64::MAX)))
-            .bind(new.deadline.map(Timestamp::as_micros))
-            .bind(concurrency_key)
-            .bind(concurrency_limit)
-            .bind(to_json(&new.labels)?)
-            .bind(new.request_id.as_deref())
-            .bind(new.created_at.as_micros())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if inserted == 0 {
-            let sql = format!("SELECT {} FROM runs WHERE workspace_id = $1 AND request_id = $2", sql::RUN_COLUMNS);
-            let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
-                .bind(new.workspace.as_str())
-                .bind(new.request_id.as_deref())
-                .fetch_one(&mut *tx)
-                .await?;
-            let run = Run::try_from(row)?;
-            tx.commit().await?;
-            return Ok(Created { transition: Transition { run, events: Vec::new() }, created: false });
-        }
-        for (key, value) in &new.labels {
-            sqlx::query(sql::INSERT_LABEL)
-                .bind(new.id.to_string())
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let event = RunEvent {
-            run_id: new.id,
-            sequence: 1,
-            time: new.created_at,
-            kind: EventKind::Created { kind: new.kind.clone(), priority: new.priority },
-        };
-        Self::insert_events(&mut tx, std::slice::from_ref(&event)).await?;
-        let row = Self::fetch_run(&mut tx, new.id).await?.ok_or_else(|| Error::Internal("inserted run vanished".into()))?;
+        let created = sql::create_runs::<Sqlite>(&mut tx, &runs).await?;
         tx.commit().await?;
-        Ok(Created { transition: Transition { run: Run::try_from(row)?, events: vec![event] }, created: true })
+        Ok(created)
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<Run>> {
@@ -203,15 +98,11 @@ impl Store for SqliteStore {
         rows.into_iter().map(Run::try_from).collect()
     }
 
-    async fn update_run(&self, id: RunId, change: UpdateFn<'_>) -> Result<Transition> {
+    async fn update_runs(&self, changes: &[(RunId, UpdateFn<'_>)]) -> Result<Vec<Result<Transition>>> {
         let mut tx = self.writer.begin().await?;
-        let row = Self::fetch_run(&mut tx, id).await?.ok_or_else(|| Error::not_found("run", id))?;
-        let stored_epoch = sql::to_u64(row.lease_epoch);
-        let before = Run::try_from(row)?;
-        let update = change(&before)?;
-        let transition = Self::write_update(&mut tx, &before, stored_epoch, update).await?;
+        let results = sql::update_runs_in::<Sqlite>(&mut tx, changes, false).await?;
         tx.commit().await?;
-        Ok(transition)
+        Ok(results)
     }
 
     async fn claim_runs(&self, claim: &ClaimRequest) -> Result<Vec<Transition>> {
@@ -259,13 +150,13 @@ impl Store for SqliteStore {
         }
         update.push(format!(") RETURNING {}", sql::RUN_COLUMNS));
         let rows: Vec<RunRow> = update.build_query_as().fetch_all(&mut *tx).await?;
-        let mut transitions = Vec::with_capacity(rows.len());
-        for row in rows {
-            let run = Run::try_from(row)?;
-            let event = sql::claimed_event(&run, &claim.worker_id, claim.now);
-            Self::insert_events(&mut tx, std::slice::from_ref(&event)).await?;
-            transitions.push(Transition { run, events: vec![event] });
+        let runs = rows.into_iter().map(Run::try_from).collect::<Result<Vec<_>>>()?;
+        let events = sql::claimed_events(&runs, &claim.worker_id, claim.now);
+        for statement in sql::insert_events(&events)? {
+            sql::query::<Sqlite>(statement).execute(&mut *tx).await?;
         }
+        let mut transitions: Vec<Transition> =
+            runs.into_iter().zip(events).map(|(run, event)| Transition { run, events: vec![event] }).collect();
         tx.commit().await?;
         transitions.sort_by(|a, b| b.run.priority.cmp(&a.run.priority).then(a.run.id.cmp(&b.run.id)));
         Ok(transitions)
