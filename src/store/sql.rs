@@ -446,6 +446,7 @@ pub struct Statement {
 impl Statement {
     /// Appends a `(…)` tuple of fresh placeholders for `values`, separated by a comma from the
     /// previous tuple.
+    /// Binds are numbered in order of appearance, which [`positional`] relies on.
     fn push_tuple(&mut self, values: Vec<Bind>) {
         if self.sql.ends_with(')') {
             self.sql.push_str(", ");
@@ -470,7 +471,8 @@ where
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.sql));
+    let sql = if DB::NAME == "SQLite" { positional(&statement.sql) } else { statement.sql };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for bind in statement.binds {
         query = match bind {
             Bind::Text(value) => query.bind(value),
@@ -479,6 +481,25 @@ where
         };
     }
     query
+}
+
+/// The statement with SQLite's anonymous `?` placeholders instead of `$N`. Statements number
+/// their binds in order of appearance, so the two mean the same; but SQLite looks a named
+/// parameter up by a linear scan, which made binding a many-row statement quadratic.
+fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Rows per multi-row statement: well under both backends' bind limits.
@@ -769,4 +790,21 @@ where
 /// Appends the claim events of claimed runs.
 pub fn claimed_events(runs: &[Run], worker: &WorkerId, now: Timestamp) -> Vec<RunEvent> {
     runs.iter().map(|run| claimed_event(run, worker, now)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_become_positional_for_sqlite() {
+        assert_eq!(positional("a = $1 AND b IN ($2, $13) AND c = 'x'"), "a = ? AND b IN (?, ?) AND c = 'x'");
+    }
+
+    #[test]
+    fn multi_row_statements_number_binds_in_order() {
+        let statement = select_runs(&[RunId::new(), RunId::new()], true);
+        assert!(statement.sql.ends_with("IN ($1, $2) ORDER BY id FOR UPDATE"), "{}", statement.sql);
+        assert_eq!(statement.binds.len(), 2);
+    }
 }
