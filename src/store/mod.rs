@@ -8,6 +8,7 @@
 
 mod postgres;
 mod sql;
+mod sql_store;
 mod sqlite;
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
@@ -24,6 +25,7 @@ use crate::{
 };
 
 pub use postgres::PostgresStore;
+pub use sql_store::{Dialect, SqlStore};
 pub use sqlite::SqliteStore;
 
 /// A shared handle to the store.

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::{json_column, to_json, JournalEntry, QueueCounts, Transition, Update, UpdateFn};
+use super::{json_column, to_json, ClaimRequest, JournalEntry, QueueCounts, Transition, Update, UpdateFn};
 use crate::{
     domain::{
         Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun, Run, RunError, RunEvent,
@@ -23,40 +23,6 @@ pub const RUN_COLUMNS: &str = "id, workspace_id, kind, state, input, output, err
     labels, request_id, created_at, started_at, finished_at, updated_at, scheduled_at, waiting, \
     decisions, lease_worker, lease_epoch, lease_expires_at, cancel_requested, last_event_seq, \
     last_log_seq";
-
-pub const EXTEND_LEASE: &str = "UPDATE runs SET lease_expires_at = $3 \
-    WHERE id = $1 AND lease_epoch = $2 AND state = 'running' RETURNING cancel_requested";
-
-/// Reserves `$3` log sequence numbers under a lease; returns the last one reserved.
-pub const RESERVE_LOG_SEQ: &str = "UPDATE runs SET last_log_seq = last_log_seq + $3 \
-    WHERE id = $1 AND lease_epoch = $2 AND state = 'running' RETURNING last_log_seq";
-
-pub const SELECT_EVENTS: &str =
-    "SELECT seq, time, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
-pub const SELECT_LOGS: &str = "SELECT seq, time, attempt, stream, text FROM run_logs \
-    WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
-pub const SELECT_JOURNAL: &str = "SELECT key, output, attempt, finished_at, duration_us \
-    FROM run_journal WHERE run_id = $1 ORDER BY finished_at, key";
-
-pub const EXPIRED_LEASES: &str = "SELECT id FROM runs WHERE state = 'running' AND lease_expires_at < $1 \
-    ORDER BY lease_expires_at LIMIT $2";
-
-pub const OVERDUE_RUNS: &str = "SELECT id FROM runs WHERE deadline IS NOT NULL AND deadline < $1 \
-    AND state IN ('queued', 'running', 'waiting') ORDER BY deadline LIMIT $2";
-
-pub const COUNT_BY_KIND_AND_STATE: &str =
-    "SELECT kind, state, COUNT(*) FROM runs WHERE workspace_id = $1 GROUP BY kind, state";
-
-pub const OLDEST_QUEUED: &str =
-    "SELECT MIN(scheduled_at) FROM runs WHERE workspace_id = $1 AND state = 'queued' AND scheduled_at <= $2";
-
-pub const FINISHED_SINCE: &str =
-    "SELECT COUNT(*) FROM runs WHERE workspace_id = $1 AND finished_at IS NOT NULL AND finished_at > $2";
-
-pub const RUNNING_BY_KEY: &str = "SELECT concurrency_key, COUNT(*) FROM runs \
-    WHERE state = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key";
 
 /// A `runs` row as both backends return it.
 #[derive(Debug, sqlx::FromRow)]
@@ -285,38 +251,6 @@ pub const CLAIM_KEY_HAS_ROOM: &str = " AND (concurrency_key IS NULL OR (SELECT C
     WHERE r.state = 'running' AND r.concurrency_key = runs.concurrency_key) \
     < CASE WHEN concurrency_limit < 1 THEN 1 ELSE concurrency_limit END)";
 
-/// Log lines inserted per statement (6 binds each, well under SQLite's bind limit).
-pub const LOG_INSERT_CHUNK: usize = 500;
-
-/// Appends the `WHERE`, `ORDER BY` and `LIMIT` of a run listing.
-pub fn push_run_filters<DB>(builder: &mut sqlx::QueryBuilder<DB>, query: &RunQuery)
-where
-    DB: sqlx::Database,
-    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-{
-    let workspace = query.workspace.as_ref().map_or(crate::domain::DEFAULT_WORKSPACE, WorkspaceId::as_str);
-    builder.push(" WHERE workspace_id = ").push_bind(workspace.to_owned());
-    if let Some(state) = query.state {
-        builder.push(" AND state = ").push_bind(state.as_str().to_owned());
-    }
-    if let Some(kind) = &query.kind {
-        builder.push(" AND kind = ").push_bind(kind.clone());
-    }
-    if let Some(before) = query.before {
-        builder.push(" AND id < ").push_bind(before.to_string());
-    }
-    for (key, value) in &query.labels {
-        builder
-            .push(" AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = runs.id AND l.key = ")
-            .push_bind(key.clone())
-            .push(" AND l.value = ")
-            .push_bind(value.clone())
-            .push(")");
-    }
-    builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-}
-
 /// Picks, in order, the candidates `(id, concurrency key, limit)` whose key still has room, up
 /// to `limit` runs.
 pub fn admit_within_concurrency(
@@ -444,6 +378,24 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// A statement of fixed text.
+    fn new(sql: impl Into<String>) -> Self {
+        Self { sql: sql.into(), binds: Vec::new() }
+    }
+
+    /// Appends text.
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    fn push_bind(&mut self, value: impl Into<Bind>) -> &mut Self {
+        self.binds.push(value.into());
+        self.sql.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+
     /// Appends a `(…)` tuple of fresh placeholders for `values`, separated by a comma from the
     /// previous tuple.
     /// Binds are numbered in order of appearance, which [`positional`] relies on.
@@ -807,4 +759,198 @@ mod tests {
         assert!(statement.sql.ends_with("IN ($1, $2) ORDER BY id FOR UPDATE"), "{}", statement.sql);
         assert_eq!(statement.binds.len(), 2);
     }
+}
+
+/// The small results of the one- and few-value queries, by column alias (`AS text`, `AS text2`,
+/// `AS int`, `AS flag`); a column a query does not return reads as `None`.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Scalars {
+    #[sqlx(default)]
+    pub text: Option<String>,
+    #[sqlx(default)]
+    pub text2: Option<String>,
+    #[sqlx(default)]
+    pub int: Option<i64>,
+    #[sqlx(default)]
+    pub flag: Option<bool>,
+}
+
+impl Scalars {
+    /// A claim candidate: id, concurrency key, limit.
+    pub fn candidate(self) -> (String, Option<String>, i64) {
+        (self.text.unwrap_or_default(), self.text2, self.int.unwrap_or(1))
+    }
+
+    /// A concurrency key and how many runs run under it.
+    pub fn key_count(self) -> (String, i64) {
+        (self.text.unwrap_or_default(), self.int.unwrap_or(0))
+    }
+
+    /// A kind, a state and a count.
+    pub fn kind_state_count(self) -> (String, String, i64) {
+        (self.text.unwrap_or_default(), self.text2.unwrap_or_default(), self.int.unwrap_or(0))
+    }
+}
+
+pub fn count_workspace(workspace: &WorkspaceId) -> Statement {
+    let mut statement = Statement::new("SELECT COUNT(*) AS int FROM workspaces WHERE id = ");
+    statement.push_bind(workspace.to_string());
+    statement
+}
+
+/// A run listing: filters, newest first, `limit` rows.
+pub fn list_runs(query: &RunQuery) -> Statement {
+    let workspace = query.workspace.as_ref().map_or(crate::domain::DEFAULT_WORKSPACE, WorkspaceId::as_str);
+    let mut statement = Statement::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = "));
+    statement.push_bind(workspace.to_owned());
+    if let Some(state) = query.state {
+        statement.push(" AND state = ").push_bind(state.as_str().to_owned());
+    }
+    if let Some(kind) = &query.kind {
+        statement.push(" AND kind = ").push_bind(kind.clone());
+    }
+    if let Some(before) = query.before {
+        statement.push(" AND id < ").push_bind(before.to_string());
+    }
+    for (key, value) in &query.labels {
+        statement.push(" AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = runs.id AND l.key = ");
+        statement.push_bind(key.clone()).push(" AND l.value = ").push_bind(value.clone()).push(")");
+    }
+    statement.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+    statement
+}
+
+/// Due queued runs of the claim's kinds whose concurrency key has room, best first; a window
+/// larger than the claim, since the exact admission happens afterwards. With `lock`, rows
+/// another claimer holds are skipped and the rest locked.
+pub fn claim_candidates(claim: &ClaimRequest, lock: bool) -> Statement {
+    let mut statement = Statement::new(
+        "SELECT id AS text, concurrency_key AS text2, concurrency_limit AS int FROM runs \
+         WHERE state = 'queued' AND scheduled_at <= ",
+    );
+    statement.push_bind(claim.now.as_micros()).push(" AND kind IN ");
+    statement.push_tuple(claim.kinds.iter().map(|kind| kind.clone().into()).collect());
+    statement.push(CLAIM_KEY_HAS_ROOM).push(" ORDER BY priority DESC, id LIMIT ");
+    statement.push_bind(i64::from(claim.limit) * 4 + 16);
+    if lock {
+        statement.push(" FOR UPDATE SKIP LOCKED");
+    }
+    statement
+}
+
+/// Takes a transaction-scoped advisory lock on a concurrency key (Postgres only).
+pub fn lock_concurrency_key(key: &str) -> Statement {
+    let mut statement = Statement::new("SELECT pg_advisory_xact_lock(hashtextextended(");
+    statement.push_bind(key.to_owned()).push(", 0))");
+    statement
+}
+
+pub fn running_by_key() -> Statement {
+    Statement::new(
+        "SELECT concurrency_key AS text, COUNT(*) AS int FROM runs \
+         WHERE state = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key",
+    )
+}
+
+/// Puts the chosen runs under a new lease, returning their rows.
+pub fn claim_update(claim: &ClaimRequest, chosen: &[String]) -> Statement {
+    let mut statement = Statement::new(CLAIM_UPDATE_PREFIX);
+    statement.push_bind(claim.worker_id.to_string());
+    statement.push(", lease_expires_at = ").push_bind(claim.now.plus(claim.lease_ttl).as_micros());
+    statement.push(", started_at = COALESCE(started_at, ").push_bind(claim.now.as_micros());
+    statement.push("), updated_at = ").push_bind(claim.now.as_micros());
+    statement.push(" WHERE id IN ");
+    statement.push_tuple(chosen.iter().map(|id| id.clone().into()).collect());
+    statement.push(&format!(" RETURNING {RUN_COLUMNS}"));
+    statement
+}
+
+pub fn extend_lease(lease: &Lease, until: Timestamp) -> Statement {
+    let mut statement = Statement::new("UPDATE runs SET lease_expires_at = ");
+    statement.push_bind(until.as_micros()).push(" WHERE id = ").push_bind(lease.run_id.to_string());
+    statement.push(" AND lease_epoch = ").push_bind(to_i64(lease.epoch));
+    statement.push(" AND state = 'running' RETURNING cancel_requested AS flag");
+    statement
+}
+
+/// Reserves `count` log sequence numbers under a lease; returns the last one reserved.
+pub fn reserve_log_sequences(lease: &Lease, count: u64) -> Statement {
+    let mut statement = Statement::new("UPDATE runs SET last_log_seq = last_log_seq + ");
+    statement.push_bind(to_i64(count)).push(" WHERE id = ").push_bind(lease.run_id.to_string());
+    statement.push(" AND lease_epoch = ").push_bind(to_i64(lease.epoch));
+    statement.push(" AND state = 'running' RETURNING last_log_seq AS int");
+    statement
+}
+
+pub fn insert_logs(lines: &[LogLine]) -> Vec<Statement> {
+    let head = "INSERT INTO run_logs (run_id, seq, time, attempt, stream, text) VALUES ";
+    multi_row(head, "", lines, |line| {
+        Ok(vec![
+            line.run_id.to_string().into(),
+            to_i64(line.sequence).into(),
+            line.time.as_micros().into(),
+            i64::from(line.attempt).into(),
+            i64::from(line.stream.code()).into(),
+            line.text.clone().into(),
+        ])
+    })
+    .unwrap_or_default()
+}
+
+fn after_in_run(head: &str, run: RunId, after: u64, limit: u32) -> Statement {
+    let mut statement = Statement::new(head);
+    statement.push_bind(run.to_string()).push(" AND seq > ").push_bind(to_i64(after));
+    statement.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+    statement
+}
+
+pub fn select_events(run: RunId, after: u64, limit: u32) -> Statement {
+    after_in_run("SELECT seq, time, data FROM run_events WHERE run_id = ", run, after, limit)
+}
+
+pub fn select_logs(run: RunId, after: u64, limit: u32) -> Statement {
+    after_in_run("SELECT seq, time, attempt, stream, text FROM run_logs WHERE run_id = ", run, after, limit)
+}
+
+pub fn select_journal(run: RunId) -> Statement {
+    let mut statement = Statement::new("SELECT key, output, attempt, finished_at, duration_us FROM run_journal WHERE run_id = ");
+    statement.push_bind(run.to_string()).push(" ORDER BY finished_at, key");
+    statement
+}
+
+pub fn expired_leases(now: Timestamp, limit: u32) -> Statement {
+    let mut statement = Statement::new("SELECT id AS text FROM runs WHERE state = 'running' AND lease_expires_at < ");
+    statement.push_bind(now.as_micros()).push(" ORDER BY lease_expires_at LIMIT ").push_bind(i64::from(limit));
+    statement
+}
+
+pub fn overdue_runs(now: Timestamp, limit: u32) -> Statement {
+    let mut statement = Statement::new("SELECT id AS text FROM runs WHERE deadline IS NOT NULL AND deadline < ");
+    statement.push_bind(now.as_micros());
+    statement.push(" AND state IN ('queued', 'running', 'waiting') ORDER BY deadline LIMIT ").push_bind(i64::from(limit));
+    statement
+}
+
+pub fn next_scheduled(kinds: &[String]) -> Statement {
+    let mut statement = Statement::new("SELECT MIN(scheduled_at) AS int FROM runs WHERE state = 'queued' AND kind IN ");
+    statement.push_tuple(kinds.iter().map(|kind| kind.clone().into()).collect());
+    statement
+}
+
+pub fn count_by_kind_and_state(workspace: &WorkspaceId) -> Statement {
+    let mut statement = Statement::new("SELECT kind AS text, state AS text2, COUNT(*) AS int FROM runs WHERE workspace_id = ");
+    statement.push_bind(workspace.to_string()).push(" GROUP BY kind, state");
+    statement
+}
+
+pub fn oldest_queued(workspace: &WorkspaceId, now: Timestamp) -> Statement {
+    let mut statement = Statement::new("SELECT MIN(scheduled_at) AS int FROM runs WHERE workspace_id = ");
+    statement.push_bind(workspace.to_string()).push(" AND state = 'queued' AND scheduled_at <= ").push_bind(now.as_micros());
+    statement
+}
+
+pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
+    let mut statement = Statement::new("SELECT COUNT(*) AS int FROM runs WHERE workspace_id = ");
+    statement.push_bind(workspace.to_string()).push(" AND finished_at IS NOT NULL AND finished_at > ").push_bind(since.as_micros());
+    statement
 }

@@ -2,34 +2,20 @@
 //! time, so queuing in the pool beats retrying on `SQLITE_BUSY`) and a small pool of readers, in
 //! WAL mode so readers never block the writer.
 
-use std::{collections::HashMap, str::FromStr, time::Duration};
+use std::{str::FromStr, time::Duration};
 
-use async_trait::async_trait;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
+    Sqlite,
 };
 
-use super::{
-    sql::{self, EventRow, JournalRow, LogRow, RunRow},
-    ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
-};
-use crate::{
-    domain::{
-        Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery,
-        Timestamp, WorkspaceId,
-    },
-    error::{Error, Result},
-};
+use super::sql_store::{Dialect, SqlStore};
+use crate::error::{Error, Result};
 
 /// Runs, events, logs and journals in one SQLite database file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if needed) and migrates the database at a `sqlite://PATH` URL.
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -53,236 +39,6 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
-    }
-
-    async fn fetch_run(conn: &mut SqliteConnection, id: RunId) -> Result<Option<RunRow>> {
-        let sql = format!("SELECT {} FROM runs WHERE id = $1", sql::RUN_COLUMNS);
-        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(conn)
-            .await?)
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn workspace_exists(&self, workspace: &WorkspaceId) -> Result<bool> {
-        let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workspaces WHERE id = $1")
-            .bind(workspace.as_str())
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(found > 0)
-    }
-
-    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Created>> {
-        let mut tx = self.writer.begin().await?;
-        let created = sql::create_runs::<Sqlite>(&mut tx, &runs).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn get_run(&self, id: RunId) -> Result<Option<Run>> {
-        let mut conn = self.reader.acquire().await?;
-        Self::fetch_run(&mut conn, id).await?.map(Run::try_from).transpose()
-    }
-
-    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>> {
-        let mut builder = QueryBuilder::<Sqlite>::new(format!("SELECT {} FROM runs", sql::RUN_COLUMNS));
-        sql::push_run_filters(&mut builder, query);
-        let rows = builder.build_query_as::<RunRow>().fetch_all(&self.reader).await?;
-        rows.into_iter().map(Run::try_from).collect()
-    }
-
-    async fn update_runs(&self, changes: &[(RunId, UpdateFn<'_>)]) -> Result<Vec<Result<Transition>>> {
-        let mut tx = self.writer.begin().await?;
-        let results = sql::update_runs_in::<Sqlite>(&mut tx, changes, false).await?;
-        tx.commit().await?;
-        Ok(results)
-    }
-
-    async fn claim_runs(&self, claim: &ClaimRequest) -> Result<Vec<Transition>> {
-        if claim.limit == 0 || claim.kinds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.writer.begin().await?;
-        let mut candidates = QueryBuilder::<Sqlite>::new(
-            "SELECT id, concurrency_key, concurrency_limit FROM runs WHERE state = 'queued' AND scheduled_at <= ",
-        );
-        candidates.push_bind(claim.now.as_micros()).push(" AND kind IN (");
-        let mut kinds = candidates.separated(", ");
-        for kind in &claim.kinds {
-            kinds.push_bind(kind.as_str());
-        }
-        candidates
-            .push(")")
-            .push(sql::CLAIM_KEY_HAS_ROOM)
-            .push(" ORDER BY priority DESC, id LIMIT ")
-            .push_bind(i64::from(claim.limit) * 4 + 16);
-        let candidates: Vec<(String, Option<String>, i64)> = candidates.build_query_as().fetch_all(&mut *tx).await?;
-        let running_by_key: HashMap<String, i64> = if candidates.iter().any(|(_, key, _)| key.is_some()) {
-            sqlx::query_as(sql::RUNNING_BY_KEY).fetch_all(&mut *tx).await?.into_iter().collect()
-        } else {
-            HashMap::new()
-        };
-        let chosen = sql::admit_within_concurrency(candidates, running_by_key, claim.limit);
-        if chosen.is_empty() {
-            return Ok(Vec::new());
-        }
-        let expires_at = claim.now.plus(claim.lease_ttl).as_micros();
-        let mut update = QueryBuilder::<Sqlite>::new(sql::CLAIM_UPDATE_PREFIX);
-        update
-            .push_bind(claim.worker_id.as_str())
-            .push(", lease_expires_at = ")
-            .push_bind(expires_at)
-            .push(", started_at = COALESCE(started_at, ")
-            .push_bind(claim.now.as_micros())
-            .push("), updated_at = ")
-            .push_bind(claim.now.as_micros())
-            .push(" WHERE id IN (");
-        let mut ids = update.separated(", ");
-        for id in &chosen {
-            ids.push_bind(id.as_str());
-        }
-        update.push(format!(") RETURNING {}", sql::RUN_COLUMNS));
-        let rows: Vec<RunRow> = update.build_query_as().fetch_all(&mut *tx).await?;
-        let runs = rows.into_iter().map(Run::try_from).collect::<Result<Vec<_>>>()?;
-        let events = sql::claimed_events(&runs, &claim.worker_id, claim.now);
-        for statement in sql::insert_events(&events)? {
-            sql::query::<Sqlite>(statement).execute(&mut *tx).await?;
-        }
-        let mut transitions: Vec<Transition> =
-            runs.into_iter().zip(events).map(|(run, event)| Transition { run, events: vec![event] }).collect();
-        tx.commit().await?;
-        transitions.sort_by(|a, b| b.run.priority.cmp(&a.run.priority).then(a.run.id.cmp(&b.run.id)));
-        Ok(transitions)
-    }
-
-    async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> Result<LeaseStatus> {
-        let cancel_requested: Option<bool> = sqlx::query_scalar(sql::EXTEND_LEASE)
-            .bind(lease.run_id.to_string())
-            .bind(sql::to_i64(lease.epoch))
-            .bind(until.as_micros())
-            .fetch_optional(&self.writer)
-            .await?;
-        Ok(match cancel_requested {
-            Some(cancel_requested) => LeaseStatus::Held { cancel_requested },
-            None => LeaseStatus::Lost,
-        })
-    }
-
-    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<Vec<LogLine>> {
-        if lines.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.writer.begin().await?;
-        let count = lines.len() as u64;
-        let last: Option<i64> = sqlx::query_scalar(sql::RESERVE_LOG_SEQ)
-            .bind(lease.run_id.to_string())
-            .bind(sql::to_i64(lease.epoch))
-            .bind(sql::to_i64(count))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(last) = last else {
-            return Err(Error::StaleLease { run_id: lease.run_id.to_string(), epoch: lease.epoch });
-        };
-        let stored = sql::number_log_lines(lease.run_id, sql::to_u64(last) - count, attempt, lines);
-        let run_id = lease.run_id.to_string();
-        for chunk in stored.chunks(sql::LOG_INSERT_CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO run_logs (run_id, seq, time, attempt, stream, text) ");
-            insert.push_values(chunk, |mut row, line| {
-                row.push_bind(run_id.as_str())
-                    .push_bind(sql::to_i64(line.sequence))
-                    .push_bind(line.time.as_micros())
-                    .push_bind(i64::from(line.attempt))
-                    .push_bind(i64::from(line.stream.code()))
-                    .push_bind(line.text.as_str());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(stored)
-    }
-
-    async fn read_events(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<RunEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(sql::SELECT_EVENTS)
-            .bind(run.to_string())
-            .bind(sql::to_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.into_iter().map(|row| row.into_event(run)).collect()
-    }
-
-    async fn read_logs(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<LogLine>> {
-        let rows: Vec<LogRow> = sqlx::query_as(sql::SELECT_LOGS)
-            .bind(run.to_string())
-            .bind(sql::to_i64(after))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.into_iter().map(|row| row.into_line(run)).collect())
-    }
-
-    async fn read_journal(&self, run: RunId) -> Result<Vec<JournalEntry>> {
-        let rows: Vec<JournalRow> = sqlx::query_as(sql::SELECT_JOURNAL)
-            .bind(run.to_string())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.into_iter().map(JournalEntry::try_from).collect()
-    }
-
-    async fn expired_leases(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>> {
-        let ids: Vec<String> = sqlx::query_scalar(sql::EXPIRED_LEASES)
-            .bind(now.as_micros())
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        sql::parse_ids(ids)
-    }
-
-    async fn overdue_runs(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>> {
-        let ids: Vec<String> = sqlx::query_scalar(sql::OVERDUE_RUNS)
-            .bind(now.as_micros())
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        sql::parse_ids(ids)
-    }
-
-    async fn next_scheduled_at(&self, kinds: &[String]) -> Result<Option<Timestamp>> {
-        if kinds.is_empty() {
-            return Ok(None);
-        }
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT MIN(scheduled_at) FROM runs WHERE state = 'queued' AND kind IN (");
-        let mut separated = query.separated(", ");
-        for kind in kinds {
-            separated.push_bind(kind.as_str());
-        }
-        query.push(")");
-        let next: Option<i64> = query.build_query_scalar().fetch_one(&self.reader).await?;
-        Ok(next.map(Timestamp::from_micros))
-    }
-
-    async fn queue_counts(&self, workspace: &WorkspaceId, now: Timestamp, finished_since: Timestamp) -> Result<QueueCounts> {
-        let counts: Vec<(String, String, i64)> = sqlx::query_as(sql::COUNT_BY_KIND_AND_STATE)
-            .bind(workspace.as_str())
-            .fetch_all(&self.reader)
-            .await?;
-        let oldest: Option<i64> = sqlx::query_scalar(sql::OLDEST_QUEUED)
-            .bind(workspace.as_str())
-            .bind(now.as_micros())
-            .fetch_one(&self.reader)
-            .await?;
-        let finished: i64 = sqlx::query_scalar(sql::FINISHED_SINCE)
-            .bind(workspace.as_str())
-            .bind(finished_since.as_micros())
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(sql::queue_counts(counts, oldest, finished))
+        Ok(Self { writer, reader, dialect: Dialect::Sqlite })
     }
 }
