@@ -48,29 +48,20 @@ pub struct SqlStore<DB: Database> {
     pub(super) dialect: Dialect,
 }
 
-impl<DB> SqlStore<DB>
+/// Reads rows of type `T` through a pool.
+async fn read<DB, T>(pool: &Pool<DB>, statement: Statement) -> Result<Vec<T>>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
-    sql::RunRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    sql::EventRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    sql::LogRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    sql::JournalRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    sql::Scalars: for<'r> sqlx::FromRow<'r, DB::Row>,
+    T: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    /// Reads rows of type `T` through the reader pool.
-    async fn read<T>(&self, statement: Statement) -> Result<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, DB::Row>,
-    {
-        let mut conn = self.reader.acquire().await?;
-        let rows = sql::query::<DB>(statement).fetch_all(&mut *conn).await?;
-        rows.iter().map(|row| T::from_row(row).map_err(Error::from)).collect()
-    }
+    let mut conn = pool.acquire().await?;
+    let rows = sql::query::<DB>(statement).fetch_all(&mut *conn).await?;
+    rows.iter().map(|row| T::from_row(row).map_err(Error::from)).collect()
 }
 
 #[async_trait]
@@ -93,7 +84,7 @@ where
     }
 
     async fn workspace_exists(&self, workspace: &WorkspaceId) -> Result<bool> {
-        let rows: Vec<sql::Scalars> = self.read(sql::count_workspace(workspace)).await?;
+        let rows: Vec<sql::Scalars> = read(&self.reader, sql::count_workspace(workspace)).await?;
         Ok(rows.first().and_then(|row| row.int).unwrap_or(0) > 0)
     }
 
@@ -105,12 +96,12 @@ where
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<Run>> {
-        let rows: Vec<sql::RunRow> = self.read(sql::select_runs(&[id], false)).await?;
+        let rows: Vec<sql::RunRow> = read(&self.reader, sql::select_runs(&[id], false)).await?;
         rows.into_iter().next().map(Run::try_from).transpose()
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>> {
-        let rows: Vec<sql::RunRow> = self.read(sql::list_runs(query)).await?;
+        let rows: Vec<sql::RunRow> = read(&self.reader, sql::list_runs(query)).await?;
         rows.into_iter().map(Run::try_from).collect()
     }
 
@@ -197,27 +188,27 @@ where
     }
 
     async fn read_events(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<RunEvent>> {
-        let rows: Vec<sql::EventRow> = self.read(sql::select_events(run, after, limit)).await?;
+        let rows: Vec<sql::EventRow> = read(&self.reader, sql::select_events(run, after, limit)).await?;
         rows.into_iter().map(|row| row.into_event(run)).collect()
     }
 
     async fn read_logs(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<LogLine>> {
-        let rows: Vec<sql::LogRow> = self.read(sql::select_logs(run, after, limit)).await?;
+        let rows: Vec<sql::LogRow> = read(&self.reader, sql::select_logs(run, after, limit)).await?;
         Ok(rows.into_iter().map(|row| row.into_line(run)).collect())
     }
 
     async fn read_journal(&self, run: RunId) -> Result<Vec<JournalEntry>> {
-        let rows: Vec<sql::JournalRow> = self.read(sql::select_journal(run)).await?;
+        let rows: Vec<sql::JournalRow> = read(&self.reader, sql::select_journal(run)).await?;
         rows.into_iter().map(JournalEntry::try_from).collect()
     }
 
     async fn expired_leases(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>> {
-        let rows: Vec<sql::Scalars> = self.read(sql::expired_leases(now, limit)).await?;
+        let rows: Vec<sql::Scalars> = read(&self.reader, sql::expired_leases(now, limit)).await?;
         sql::parse_ids(rows.into_iter().filter_map(|row| row.text).collect())
     }
 
     async fn overdue_runs(&self, now: Timestamp, limit: u32) -> Result<Vec<RunId>> {
-        let rows: Vec<sql::Scalars> = self.read(sql::overdue_runs(now, limit)).await?;
+        let rows: Vec<sql::Scalars> = read(&self.reader, sql::overdue_runs(now, limit)).await?;
         sql::parse_ids(rows.into_iter().filter_map(|row| row.text).collect())
     }
 
@@ -225,14 +216,14 @@ where
         if kinds.is_empty() {
             return Ok(None);
         }
-        let rows: Vec<sql::Scalars> = self.read(sql::next_scheduled(kinds)).await?;
+        let rows: Vec<sql::Scalars> = read(&self.reader, sql::next_scheduled(kinds)).await?;
         Ok(rows.first().and_then(|row| row.int).map(Timestamp::from_micros))
     }
 
     async fn queue_counts(&self, workspace: &WorkspaceId, now: Timestamp, finished_since: Timestamp) -> Result<QueueCounts> {
-        let counts: Vec<sql::Scalars> = self.read(sql::count_by_kind_and_state(workspace)).await?;
-        let oldest: Vec<sql::Scalars> = self.read(sql::oldest_queued(workspace, now)).await?;
-        let finished: Vec<sql::Scalars> = self.read(sql::finished_since(workspace, finished_since)).await?;
+        let counts: Vec<sql::Scalars> = read(&self.reader, sql::count_by_kind_and_state(workspace)).await?;
+        let oldest: Vec<sql::Scalars> = read(&self.reader, sql::oldest_queued(workspace, now)).await?;
+        let finished: Vec<sql::Scalars> = read(&self.reader, sql::finished_since(workspace, finished_since)).await?;
         Ok(sql::queue_counts(
             counts.into_iter().map(sql::Scalars::kind_state_count).collect(),
             oldest.first().and_then(|row| row.int),
