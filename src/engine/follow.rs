@@ -46,6 +46,9 @@ pub enum Delivery<T> {
 /// Reads up to `limit` stored items after a sequence number.
 pub type ReadAfter<T> = Arc<dyn Fn(u64, u32) -> Pin<Box<dyn Future<Output = Result<Vec<T>>> + Send>> + Send + Sync>;
 
+/// Reads whether the run is finished.
+pub type IsFinished = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<bool>> + Send>> + Send + Sync>;
+
 /// Everything a follower needs.
 pub struct Follow<T> {
     /// The run followed.
@@ -60,6 +63,9 @@ pub struct Follow<T> {
     pub hub: Arc<Hub<T>>,
     /// The stored side.
     pub read: ReadAfter<T>,
+    /// Whether the run has finished, as stored (the safety net when no live signal arrives,
+    /// e.g. for a run another process executes).
+    pub is_finished: IsFinished,
     /// How long a stream may stay silent before a heartbeat.
     pub heartbeat: Duration,
     /// Fired when the server shuts down.
@@ -92,7 +98,16 @@ impl<T: Sequenced> Follow<T> {
             let signal = tokio::select! {
                 signal = live.recv() => signal,
                 () = tokio::time::sleep(self.heartbeat) => {
-                    if !send(out, Delivery::Heartbeat { last_sequence: last }).await {
+                    // Idle: check the store in case a live signal was missed, then heartbeat.
+                    let before = last;
+                    if !self.catch_up(&mut last, u64::MAX, out).await? {
+                        return Ok(());
+                    }
+                    if (self.is_finished)().await? {
+                        self.catch_up(&mut last, u64::MAX, out).await?;
+                        return Ok(());
+                    }
+                    if last == before && !send(out, Delivery::Heartbeat { last_sequence: last }).await {
                         return Ok(());
                     }
                     continue;
@@ -112,6 +127,11 @@ impl<T: Sequenced> Follow<T> {
                         if !send(out, Delivery::Items(fresh)).await {
                             return Ok(());
                         }
+                    }
+                }
+                Ok(Signal::Poke) => {
+                    if !self.catch_up(&mut last, u64::MAX, out).await? {
+                        return Ok(());
                     }
                 }
                 Ok(Signal::Finished) | Err(RecvError::Closed) => {

@@ -17,6 +17,8 @@ use crate::domain::RunId;
 pub enum Signal<T> {
     /// Newly committed items, in sequence order.
     Items(Arc<[T]>),
+    /// New items are in the store (committed by another process): read them from there.
+    Poke,
     /// The run finished: nothing more will be published for it.
     Finished,
 }
@@ -67,6 +69,13 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         let Some(sender) = topics.get(&run) else { return };
         if sender.send(Signal::Items(items.into())).is_err() {
             topics.remove(&run);
+        }
+    }
+
+    /// Tells the run's subscribers, if any, that new items are in the store.
+    pub fn poke(&self, run: RunId) {
+        if let Some(sender) = self.topics().get(&run) {
+            let _ = sender.send(Signal::Poke);
         }
     }
 

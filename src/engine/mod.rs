@@ -12,6 +12,7 @@ mod follow;
 mod hub;
 pub mod lifecycle;
 mod maintenance;
+mod peers;
 mod registry;
 mod service;
 
@@ -116,6 +117,8 @@ struct Fanout {
     logs: Arc<Hub<LogLine>>,
     /// Wakes the claim loop: something became claimable.
     wake: Notify,
+    /// Tells the other processes sharing the store (see `peers.rs`), when there are any.
+    peers: Option<peers::Outbox>,
 }
 
 impl Fanout {
@@ -133,6 +136,17 @@ impl Fanout {
         }
         if run.state == RunState::Queued {
             self.wake.notify_one();
+        }
+        if let Some(peers) = &self.peers {
+            peers.events(run.id, run.state);
+        }
+    }
+
+    /// Publishes stored log lines of a run.
+    fn publish_logs(&self, run: RunId, lines: Vec<LogLine>) {
+        self.logs.publish(run, lines);
+        if let Some(peers) = &self.peers {
+            peers.logs(run);
         }
     }
 }
@@ -166,7 +180,7 @@ impl Core {
     /// Stores log lines under a lease and publishes them.
     async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<()> {
         let stored = self.store.append_logs(lease, attempt, lines).await?;
-        self.fanout.logs.publish(lease.run_id, stored);
+        self.fanout.publish_logs(lease.run_id, stored);
         Ok(())
     }
 
@@ -186,11 +200,16 @@ impl Engine {
     /// executing runs.
     /// Must be called inside a Tokio runtime (it starts the group-commit writers).
     pub fn new(store: SharedStore, registry: Registry, config: EngineConfig) -> Self {
+        let inbox = store.listen();
         let fanout = Arc::new(Fanout {
             events: Arc::new(Hub::new(config.hub_capacity)),
             logs: Arc::new(Hub::new(config.hub_capacity)),
             wake: Notify::new(),
+            peers: inbox.is_some().then(|| peers::Outbox::start(store.clone())),
         });
+        if let Some(inbox) = inbox {
+            peers::listen(inbox, Arc::downgrade(&fanout));
+        }
         // SQLite admits one writer at a time; Postgres gains from a few transactions in flight.
         let writers = if store.backend() == "postgres" { 4 } else { 1 };
         let committer = Committer::start(store.clone(), fanout.clone(), writers);

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    follow::{Delivery, Follow, ReadAfter},
+    follow::{Delivery, Follow, IsFinished, ReadAfter},
     hub::Hub,
     lifecycle, Engine,
 };
@@ -237,6 +237,11 @@ impl Engine {
             ));
         }
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let store = self.core.store.clone();
+        let is_finished: IsFinished = Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { Ok(store.get_run(id).await?.is_none_or(|run| run.state.is_terminal())) })
+        });
         let follower = Follow {
             run: id,
             after,
@@ -244,6 +249,7 @@ impl Engine {
             follow,
             hub,
             read,
+            is_finished,
             heartbeat: self.core.config.stream_heartbeat,
             shutdown: self.core.shutdown.clone(),
         };

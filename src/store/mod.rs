@@ -210,6 +210,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Counts for `GetQueueStats`; `finished_since` counts runs finished after that time.
     async fn queue_counts(&self, workspace: &WorkspaceId, now: Timestamp, finished_since: Timestamp) -> Result<QueueCounts>;
+
+    /// Tells every other process sharing the database about changes (Postgres `NOTIFY`);
+    /// nothing where one process owns the database.
+    async fn notify(&self, _messages: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The messages processes sharing the database `notify` (its own included), where the
+    /// backend carries them; `None` where one process owns the database.
+    fn listen(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// Opens the store a database URL names: `sqlite://…` or `postgres://…`, migrated to the latest

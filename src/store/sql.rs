@@ -954,3 +954,12 @@ pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
     statement.push_bind(workspace.to_string()).push(" AND finished_at IS NOT NULL AND finished_at > ").push_bind(since.as_micros());
     statement
 }
+
+/// The channel processes sharing a Postgres database notify each other on.
+pub const NOTIFY_CHANNEL: &str = "conclave_events";
+
+/// Sends messages on [`NOTIFY_CHANNEL`] (Postgres only), one statement per chunk.
+pub fn notify(messages: &[String]) -> Vec<Statement> {
+    let head = format!("SELECT pg_notify('{NOTIFY_CHANNEL}', v.column1) FROM (VALUES ");
+    multi_row(&head, ") AS v", messages, |message| Ok(vec![message.clone().into()])).unwrap_or_default()
+}

@@ -46,6 +46,8 @@ pub struct SqlStore<DB: Database> {
     pub(super) writer: Pool<DB>,
     pub(super) reader: Pool<DB>,
     pub(super) dialect: Dialect,
+    /// The notifications of other processes (Postgres).
+    pub(super) bus: Option<super::postgres::Bus>,
 }
 
 /// Reads rows of type `T` through a pool.
@@ -229,5 +231,20 @@ where
             oldest.first().and_then(|row| row.int),
             finished.first().and_then(|row| row.int).unwrap_or(0),
         ))
+    }
+
+    async fn notify(&self, messages: &[String]) -> Result<()> {
+        if self.bus.is_none() || messages.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.acquire().await?;
+        for statement in sql::notify(messages) {
+            sql::query::<DB>(statement).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    fn listen(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.bus.as_ref().map(super::postgres::Bus::subscribe)
     }
 }
