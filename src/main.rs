@@ -66,6 +66,7 @@ async fn serve(config: Option<PathBuf>, settings: Settings) -> conclave::Result<
     };
     let config = settings.resolve()?;
     init_logging(config.log_format);
+    let _ownership = server::own_sqlite_database(&config)?;
     let engine = server::build_engine(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|err| {
         conclave::Error::invalid("listen", format!("cannot listen on {}: {err}", config.listen))

@@ -19,6 +19,46 @@ use crate::{
 /// How much longer than the engine's shutdown grace connections may take to drain.
 const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
+/// Held for as long as a `conclave serve` process owns its SQLite database: SQLite mode is
+/// single-node, and a second process on the same file would break the one-writer design.
+#[derive(Debug)]
+pub struct SqliteOwnership {
+    _file: std::fs::File,
+}
+
+/// Takes ownership of the configured SQLite database for this process (released when the
+/// process ends, however it ends); `None` for Postgres, which many processes share.
+pub fn own_sqlite_database(config: &ServerConfig) -> Result<Option<SqliteOwnership>> {
+    if !config.database_url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&config.database_url)
+        .map_err(|err| Error::invalid("database_url", format!("`{}` is not a valid SQLite URL: {err}", config.database_url)))?;
+    let database = options.get_filename().to_path_buf();
+    if let Some(parent) = database.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|err| Error::invalid("data_dir", format!("cannot create {}: {err}", parent.display())))?;
+    }
+    let lock_path = database.with_extension("db.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| Error::invalid("data_dir", format!("cannot open {}: {err}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SqliteOwnership { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::precondition(
+            "DATABASE_IN_USE",
+            format!(
+                "another conclave process is using the SQLite database {}; SQLite mode is single-node: stop the other process, give this one another --data-dir, or use Postgres (--database-url postgres://...) to run several processes",
+                database.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(err)) => Err(Error::Unavailable(format!("cannot lock {}: {err}", lock_path.display()))),
+    }
+}
+
 /// Opens the configured store and builds an engine with the built-in kinds.
 pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
     if config.database_url.starts_with("sqlite:") {
