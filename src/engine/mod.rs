@@ -197,8 +197,8 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over a store, running the kinds of a registry. Call [`Engine::start`] to begin
-    /// executing runs.
-    /// Must be called inside a Tokio runtime (it starts the group-commit writers).
+    /// executing runs. Must be called inside a Tokio runtime: it starts the group-commit writers
+    /// (and, on Postgres, the announcements to and from the other processes).
     pub fn new(store: SharedStore, registry: Registry, config: EngineConfig) -> Self {
         let inbox = store.listen();
         let fanout = Arc::new(Fanout {
