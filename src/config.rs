@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::{
     domain::WorkerId,
-    engine::{lifecycle::RetryPolicy, EngineConfig},
+    engine::{lifecycle::RetryPolicy, EngineConfig, Retention},
     error::{Error, Result},
     workflows::ShellConfig,
 };
@@ -73,6 +73,13 @@ pub struct Settings {
     /// Seconds of silence before a stream sends a heartbeat [default: 15].
     #[arg(long, env = "CONCLAVE_STREAM_HEARTBEAT_SECONDS")]
     pub stream_heartbeat_seconds: Option<f64>,
+    /// Seconds after which the events, logs and journal of finished runs are removed; 0 keeps
+    /// them [default: 604800, 7 days].
+    #[arg(long, env = "CONCLAVE_HISTORY_RETENTION_SECONDS")]
+    pub history_retention_seconds: Option<f64>,
+    /// Seconds after which finished runs are deleted; 0 keeps them [default: 2592000, 30 days].
+    #[arg(long, env = "CONCLAVE_RUN_RETENTION_SECONDS")]
+    pub run_retention_seconds: Option<f64>,
     /// Largest gRPC message accepted, in bytes [default: 16777216].
     #[arg(long, env = "CONCLAVE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -161,6 +168,8 @@ impl Settings {
             cancel_grace_seconds: self.cancel_grace_seconds.or(base.cancel_grace_seconds),
             shutdown_grace_seconds: self.shutdown_grace_seconds.or(base.shutdown_grace_seconds),
             stream_heartbeat_seconds: self.stream_heartbeat_seconds.or(base.stream_heartbeat_seconds),
+            history_retention_seconds: self.history_retention_seconds.or(base.history_retention_seconds),
+            run_retention_seconds: self.run_retention_seconds.or(base.run_retention_seconds),
             max_message_bytes: self.max_message_bytes.or(base.max_message_bytes),
             log_format: self.log_format.or(base.log_format),
             enable_shell: self.enable_shell.or(base.enable_shell),
@@ -216,6 +225,10 @@ impl Settings {
             cancel_grace: seconds("cancel_grace_seconds", self.cancel_grace_seconds, defaults.cancel_grace)?,
             shutdown_grace: seconds("shutdown_grace_seconds", self.shutdown_grace_seconds, defaults.shutdown_grace)?,
             stream_heartbeat: seconds("stream_heartbeat_seconds", self.stream_heartbeat_seconds, defaults.stream_heartbeat)?,
+            retention: Retention {
+                history: retention("history_retention_seconds", self.history_retention_seconds, defaults.retention.history)?,
+                runs: retention("run_retention_seconds", self.run_retention_seconds, defaults.retention.runs)?,
+            },
             ..defaults
         };
         Ok(ServerConfig {
@@ -228,6 +241,16 @@ impl Settings {
             engine,
             shell,
         })
+    }
+}
+
+/// A retention age in seconds: 0 keeps forever.
+fn retention(field: &str, value: Option<f64>, default: Option<Duration>) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(default),
+        Some(value) if value == 0.0 => Ok(None),
+        Some(value) if value.is_finite() && value > 0.0 && value < 1e11 => Ok(Some(Duration::from_secs_f64(value))),
+        Some(value) => Err(Error::invalid(field, format!("must be a number of seconds (0 keeps forever), not {value}"))),
     }
 }
 

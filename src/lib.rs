@@ -13,6 +13,7 @@ pub mod error;
 pub mod server;
 pub mod store;
 pub mod workflows;
+pub mod worker;
 
 /// The generated protobuf messages, gRPC servers and clients of package `conclave.v1`.
 pub mod proto {

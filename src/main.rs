@@ -1,4 +1,5 @@
-//! The `conclave` command: `serve` runs the service, `bench` measures it.
+//! The `conclave` command: `serve` runs the service, `worker` executes runs for remote servers,
+//! `bench` measures it.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -27,6 +28,8 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Execute the built-in kinds for remote servers, over WorkerService.
+    Worker(conclave::worker::WorkerArgs),
     /// Measure throughput, dispatch latency and log fan-out, and print the figures.
     Bench(conclave::bench::BenchArgs),
 }
@@ -87,6 +90,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, settings } => serve(config, settings).await,
+        Command::Worker(args) => {
+            init_logging(LogFormat::Text);
+            conclave::worker::run(args, shutdown_signal()).await
+        }
         Command::Bench(args) => conclave::bench::run(args).await,
     };
     match result {

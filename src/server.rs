@@ -8,11 +8,11 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::RunApi,
+    api::{AdminApi, RunApi, WorkerApi},
     config::ServerConfig,
     engine::Engine,
     error::{Error, Result},
-    proto::{self, run_service_server::RunServiceServer},
+    proto::{self, admin_service_server::AdminServiceServer, run_service_server::RunServiceServer, worker_service_server::WorkerServiceServer},
     store, workflows,
 };
 
@@ -76,6 +76,8 @@ pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
 pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usize, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<RunApi>>().await;
+    health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -93,12 +95,18 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     let runs = RunServiceServer::new(RunApi::new(engine.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let workers = WorkerServiceServer::new(WorkerApi::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let admin = AdminServiceServer::new(AdminApi::new(engine.clone()));
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, ending streams");
         health.set_not_serving::<RunServiceServer<RunApi>>().await;
+        health.set_not_serving::<WorkerServiceServer<WorkerApi>>().await;
+        health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -109,6 +117,8 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(runs)
+        .add_service(workers)
+        .add_service(admin)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

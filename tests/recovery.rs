@@ -92,7 +92,7 @@ async fn a_lapsed_lease_is_rescued_quickly_and_its_holder_is_fenced_off(database
         expires_at: Timestamp::now(),
     };
     let line = NewLogLine { time: Timestamp::now(), stream: LogStream::Stdout, text: "late".into() };
-    assert!(matches!(store.append_logs(&stale, 1, &[line]).await, Err(Error::StaleLease { .. })));
+    assert!(matches!(store.append_logs(&stale, 1, 0, &[line]).await, Err(Error::StaleLease { .. })));
     let completion = store.update_run(id, &|r| lifecycle::succeed(r, &stale, json!("late"), Timestamp::now())).await;
     assert!(matches!(completion, Err(Error::StaleLease { .. })));
     let still = client.get_run(proto::GetRunRequest { id: run.id.clone() }).await.unwrap().into_inner();

@@ -22,8 +22,8 @@ use std::{
 use conclave::{
     domain::{
         Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun,
-        Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
-        DEFAULT_WORKSPACE,
+        NewWorker, Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId,
+        WorkerState, WorkspaceId, DEFAULT_WORKSPACE,
     },
     engine::lifecycle::{self, RetryPolicy},
     error::{Error, Result},
@@ -308,6 +308,7 @@ async fn create_run_round_trips_every_field(database: &TestDatabase) {
         cancel_requested: false,
         last_event_sequence: 1,
         last_log_sequence: 0,
+        history_pruned_at: None,
     };
     assert_eq!(created.transition.run, expected, "create returns the run as stored");
     assert_eq!(get(&store, new.id).await, expected, "get returns every field as created");
@@ -1101,9 +1102,9 @@ async fn append_logs_numbers_lines_without_gaps(database: &TestDatabase) {
     let (run, lease) = start(&store, "job").await;
     let t = Timestamp::now();
 
-    assert!(store.append_logs(&lease, 1, &[]).await.expect("append nothing").is_empty());
+    assert!(store.append_logs(&lease, 1, 0, &[]).await.expect("append nothing").is_empty());
     let first_lines = log_lines("first", 3, t);
-    let first = store.append_logs(&lease, 1, &first_lines).await.expect("append logs");
+    let first = store.append_logs(&lease, 1, 0, &first_lines).await.expect("append logs");
     assert_eq!(log_sequences(&first), [1, 2, 3], "lines are numbered from 1");
     for (stored, line) in first.iter().zip(&first_lines) {
         assert_eq!(
@@ -1111,7 +1112,7 @@ async fn append_logs_numbers_lines_without_gaps(database: &TestDatabase) {
             (run.id, 1, line.time, line.stream, line.text.as_str())
         );
     }
-    let second = store.append_logs(&lease, 1, &log_lines("second", 2, t)).await.expect("append logs");
+    let second = store.append_logs(&lease, 1, 3, &log_lines("second", 2, t)).await.expect("append logs");
     assert_eq!(log_sequences(&second), [4, 5], "a later call continues the numbering");
 
     // Odd text round-trips as written.
@@ -1119,7 +1120,7 @@ async fn append_logs_numbers_lines_without_gaps(database: &TestDatabase) {
         NewLogLine { time: t, stream: LogStream::Stderr, text: "ünïcödé ✓ \t 'quoted' \"double\" \\ back".into() },
         NewLogLine { time: t, stream: LogStream::System, text: String::new() },
     ];
-    let third = store.append_logs(&lease, 1, &odd).await.expect("append logs");
+    let third = store.append_logs(&lease, 1, 5, &odd).await.expect("append logs");
     assert_eq!(log_sequences(&third), [6, 7]);
 
     let all: Vec<LogLine> = first.into_iter().chain(second).chain(third).collect();
@@ -1143,7 +1144,7 @@ async fn append_logs_numbers_lines_without_gaps(database: &TestDatabase) {
     assert_eq!(changed.run.last_log_sequence, 7);
     assert_eq!(get(&store, run.id).await.last_log_sequence, 7);
     assert_eq!(event_sequences(&changed.events), [3]);
-    let fourth = store.append_logs(&lease, 1, &log_lines("fourth", 1, t)).await.expect("append logs");
+    let fourth = store.append_logs(&lease, 1, 7, &log_lines("fourth", 1, t)).await.expect("append logs");
     assert_eq!(log_sequences(&fourth), [8]);
 }
 
@@ -1154,13 +1155,13 @@ async fn large_log_batches_keep_their_order(database: &TestDatabase) {
 
     // More than two insert chunks of 500 lines, then exactly one chunk, then one line.
     let big = log_lines("big", 1203, t);
-    let stored = store.append_logs(&lease, 1, &big).await.expect("append a large batch");
+    let stored = store.append_logs(&lease, 1, 0, &big).await.expect("append a large batch");
     assert_eq!(log_sequences(&stored), (1..=1203).collect::<Vec<_>>());
     let as_written = |stored: &LogLine, line: &NewLogLine| (stored.time, stored.stream, &stored.text) == (line.time, line.stream, &line.text);
     assert!(stored.iter().zip(&big).all(|(stored, line)| as_written(stored, line)));
-    let chunk = store.append_logs(&lease, 1, &log_lines("chunk", 500, t)).await.expect("append one chunk");
+    let chunk = store.append_logs(&lease, 1, 1203, &log_lines("chunk", 500, t)).await.expect("append one chunk");
     assert_eq!(log_sequences(&chunk), (1204..=1703).collect::<Vec<_>>());
-    let one = store.append_logs(&lease, 1, &log_lines("one", 1, t)).await.expect("append a line");
+    let one = store.append_logs(&lease, 1, 1703, &log_lines("one", 1, t)).await.expect("append a line");
     assert_eq!(log_sequences(&one), [1704]);
 
     let expected: Vec<LogLine> = stored.into_iter().chain(chunk).chain(one).collect();
@@ -1169,11 +1170,39 @@ async fn large_log_batches_keep_their_order(database: &TestDatabase) {
     assert_eq!(get(&store, run.id).await.last_log_sequence, 1704);
 }
 
+async fn resent_log_batches_are_stored_once(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let (run, lease) = start(&store, "job").await;
+    let t = Timestamp::now();
+    let lines = log_lines("line", 5, t);
+    store.append_logs(&lease, 1, 0, &lines[..3]).await.expect("append lines 0..3");
+
+    // The same batch again (its answer was lost): nothing new is stored.
+    assert!(store.append_logs(&lease, 1, 0, &lines[..3]).await.expect("resend").is_empty());
+    // A batch overlapping what is stored: only its new lines are stored.
+    let overlap = store.append_logs(&lease, 1, 2, &lines[2..]).await.expect("overlapping batch");
+    assert_eq!(log_sequences(&overlap), [4, 5]);
+    let texts: Vec<String> = logs(&store, run.id).await.into_iter().map(|line| line.text).collect();
+    let expected: Vec<String> = lines.iter().map(|line| line.text.clone()).collect();
+    assert_eq!(texts, expected, "each line once, in order");
+
+    // A batch after a gap is refused: the lines before it were never stored.
+    let gap = store.append_logs(&lease, 1, 7, &log_lines("late", 1, t)).await;
+    assert!(matches!(gap, Err(Error::FailedPrecondition { reason: "LOG_LINES_MISSING", .. })), "{gap:?}");
+
+    // A new lease counts its lines from 0 again.
+    let later = secs(lease.expires_at, 1);
+    update(&store, run.id, |current| lifecycle::rescue(current, &RETRY_NOW, later)).await;
+    let reclaimed = claim_only(&store, run.id, "job", later).await;
+    let appended = store.append_logs(&lease_of(&reclaimed.run), 2, 0, &log_lines("again", 2, t)).await.expect("new lease");
+    assert_eq!(log_sequences(&appended), [6, 7]);
+}
+
 async fn append_logs_refuses_stale_leases(database: &TestDatabase) {
     let store = open_store(database).await;
     let (run, lease) = start(&store, "job").await;
     let t = Timestamp::now();
-    store.append_logs(&lease, 1, &log_lines("ok", 2, t)).await.expect("append logs");
+    store.append_logs(&lease, 1, 0, &log_lines("ok", 2, t)).await.expect("append logs");
 
     let assert_refused = |result: Result<Vec<LogLine>>, epoch: u64| match result {
         Err(Error::StaleLease { epoch: refused, run_id }) => {
@@ -1186,7 +1215,7 @@ async fn append_logs_refuses_stale_leases(database: &TestDatabase) {
     // A stale epoch writes nothing.
     for epoch in [lease.epoch - 1, lease.epoch + 1] {
         let stale = Lease { epoch, ..lease.clone() };
-        assert_refused(store.append_logs(&stale, 1, &log_lines("stale", 3, t)).await, epoch);
+        assert_refused(store.append_logs(&stale, 1, 2, &log_lines("stale", 3, t)).await, epoch);
     }
     assert_eq!(log_sequences(&logs(&store, run.id).await), [1, 2]);
     assert_eq!(get(&store, run.id).await.last_log_sequence, 2);
@@ -1194,22 +1223,22 @@ async fn append_logs_refuses_stale_leases(database: &TestDatabase) {
     // After a rescue and a new claim, the old holder is refused and the new one continues.
     let later = secs(lease.expires_at, 1);
     update(&store, run.id, |current| lifecycle::rescue(current, &RETRY_NOW, later)).await;
-    assert_refused(store.append_logs(&lease, 1, &log_lines("queued", 1, t)).await, lease.epoch);
+    assert_refused(store.append_logs(&lease, 1, 2, &log_lines("queued", 1, t)).await, lease.epoch);
     let reclaimed = claim_only(&store, run.id, "job", later).await;
     let new_lease = lease_of(&reclaimed.run);
-    assert_refused(store.append_logs(&lease, 1, &log_lines("old", 1, t)).await, lease.epoch);
-    let appended = store.append_logs(&new_lease, 2, &log_lines("new", 1, t)).await.expect("append logs");
+    assert_refused(store.append_logs(&lease, 1, 2, &log_lines("old", 1, t)).await, lease.epoch);
+    let appended = store.append_logs(&new_lease, 2, 0, &log_lines("new", 1, t)).await.expect("append logs");
     assert_eq!((log_sequences(&appended), appended[0].attempt), (vec![3], 2));
 
     // A run that is no longer running takes no lines, even under its last lease.
     update(&store, run.id, |current| lifecycle::succeed(current, &new_lease, json!({}), later)).await;
-    assert_refused(store.append_logs(&new_lease, 2, &log_lines("finished", 2, t)).await, new_lease.epoch);
+    assert_refused(store.append_logs(&new_lease, 2, 1, &log_lines("finished", 2, t)).await, new_lease.epoch);
     let (waiting, waiting_lease) = start(&store, "waits").await;
     update(&store, waiting.id, |current| lifecycle::suspend(current, &waiting_lease, "key", "prompt", Timestamp::now())).await;
-    let refused = store.append_logs(&waiting_lease, 1, &log_lines("waiting", 1, t)).await;
+    let refused = store.append_logs(&waiting_lease, 1, 0, &log_lines("waiting", 1, t)).await;
     assert!(matches!(refused, Err(Error::StaleLease { .. })), "{refused:?}");
     let unknown = Lease { run_id: RunId::new(), ..new_lease.clone() };
-    assert!(matches!(store.append_logs(&unknown, 1, &log_lines("x", 1, t)).await, Err(Error::StaleLease { .. })));
+    assert!(matches!(store.append_logs(&unknown, 1, 0, &log_lines("x", 1, t)).await, Err(Error::StaleLease { .. })));
 
     assert_eq!(log_sequences(&logs(&store, run.id).await), [1, 2, 3], "refused appends wrote nothing");
     assert_eq!(get(&store, run.id).await.last_log_sequence, 3);
@@ -1358,6 +1387,129 @@ async fn queue_counts_summarise_one_workspace(database: &TestDatabase) {
     assert_eq!(store.queue_counts(&other, now, t0).await.expect("queue counts"), expected_other);
 }
 
+fn new_worker(id: &str, kinds: &[&str]) -> NewWorker {
+    NewWorker {
+        id: WorkerId::new(id),
+        name: format!("{id} on host-a"),
+        kinds: kinds.iter().map(|kind| (*kind).to_owned()).collect(),
+        providers: vec!["mock".to_owned(), "cli#claude".to_owned()],
+        labels: BTreeMap::from([("zone".to_owned(), "eu-1".to_owned())]),
+        capacity: 8,
+        embedded: false,
+    }
+}
+
+async fn worker(store: &SharedStore, id: &str) -> conclave::domain::Worker {
+    store.get_worker(&WorkerId::new(id)).await.expect("get worker").expect("the worker exists")
+}
+
+async fn workers_register_heartbeat_drain_and_go_stale(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let t0 = Timestamp::from_micros(Timestamp::now().as_micros() / 1_000_000 * 1_000_000);
+    let w1 = new_worker("w-1", &["job"]);
+    let registered = store.register_worker(&w1, t0).await.expect("register");
+    assert_eq!(registered.spec, w1, "what the worker declared round-trips");
+    assert_eq!((registered.state(), registered.running, registered.registered_at, registered.last_heartbeat_at), (WorkerState::Active, 0, t0, t0));
+    store.register_worker(&new_worker("w-2", &["job", "other"]), t0).await.expect("register");
+
+    let listed: Vec<String> = store.list_workers(None, 10).await.expect("list").iter().map(|w| w.id().to_string()).collect();
+    assert_eq!(listed, ["w-1", "w-2"], "listed by id");
+    let after: Vec<String> = store.list_workers(Some(&WorkerId::new("w-1")), 10).await.expect("list").iter().map(|w| w.id().to_string()).collect();
+    assert_eq!(after, ["w-2"], "paged after an id");
+    assert_eq!(store.list_workers(None, 1).await.expect("list").len(), 1, "at most the limit");
+    assert!(store.worker_heartbeat(&WorkerId::new("nobody"), t0).await.expect("heartbeat").is_none());
+
+    // w-2 heartbeats later; only w-1 is silent past the cutoff.
+    let beat = store.worker_heartbeat(&WorkerId::new("w-2"), secs(t0, 5)).await.expect("heartbeat").expect("known");
+    assert_eq!(beat.last_heartbeat_at, secs(t0, 5));
+    let stale = store.mark_stale_workers(secs(t0, 3), secs(t0, 6)).await.expect("mark stale");
+    assert_eq!(stale, [WorkerId::new("w-1")]);
+    let w = worker(&store, "w-1").await;
+    assert_eq!((w.state(), w.stale_since), (WorkerState::Stale, Some(secs(t0, 6))));
+    assert!(store.mark_stale_workers(secs(t0, 3), secs(t0, 7)).await.expect("mark stale").is_empty(), "marked once");
+    // A stale worker that heartbeats again is live again.
+    store.worker_heartbeat(&WorkerId::new("w-1"), secs(t0, 8)).await.expect("heartbeat");
+    assert_eq!(worker(&store, "w-1").await.state(), WorkerState::Active);
+
+    // Drain, and registering again takes the drain back.
+    let draining = store.set_worker_draining(&WorkerId::new("w-1"), true).await.expect("drain").expect("known");
+    assert_eq!(draining.state(), WorkerState::Draining);
+    assert!(store.set_worker_draining(&WorkerId::new("nobody"), true).await.expect("drain").is_none());
+    store.register_worker(&w1, secs(t0, 9)).await.expect("register again");
+    let again = worker(&store, "w-1").await;
+    assert_eq!((again.state(), again.registered_at, again.last_heartbeat_at), (WorkerState::Active, t0, secs(t0, 9)));
+
+    // A worker that stopped cleanly is never marked stale.
+    store.stop_worker(&WorkerId::new("w-2"), secs(t0, 10)).await.expect("stop");
+    assert_eq!(worker(&store, "w-2").await.state(), WorkerState::Stopped);
+    assert!(store.mark_stale_workers(secs(t0, 100), secs(t0, 100)).await.expect("mark stale") == [WorkerId::new("w-1")]);
+
+    // Load: the runs a worker holds, and their leases.
+    let run = create_kind(&store, "job").await;
+    let claimed = claim_with(&store, "w-1", &["job"], 1, LEASE_TTL, Timestamp::now()).await;
+    assert_eq!(ids(&claimed), [run.id]);
+    assert_eq!(worker(&store, "w-1").await.running, 1);
+    assert_eq!(store.leases_of(&WorkerId::new("w-1")).await.expect("leases"), [lease_of(&claimed[0].run)]);
+    assert!(store.leases_of(&WorkerId::new("w-2")).await.expect("leases").is_empty());
+}
+
+async fn retention_prunes_histories_then_deletes_old_runs(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let t = Timestamp::now();
+    let mut finished = Vec::new();
+    for (index, finish) in [secs(t, 10), secs(t, 20)].into_iter().enumerate() {
+        let (run, lease) = start_new(&store, NewRun { labels: BTreeMap::from([("n".to_owned(), index.to_string())]), ..new_run("job") }).await;
+        store.append_logs(&lease, 1, 0, &log_lines("line", 3, t)).await.expect("append logs");
+        let entry = JournalEntry { key: "s".into(), output: json!(1), attempt: 1, finished_at: t, duration: Duration::ZERO };
+        update(&store, run.id, |current| lifecycle::record_step(current, &lease, entry.clone())).await;
+        update(&store, run.id, |current| lifecycle::succeed(current, &lease, json!({}), finish)).await;
+        finished.push(run.id);
+    }
+    let queued = create_kind(&store, "job").await;
+    let (old, recent) = (finished[0], finished[1]);
+
+    // Histories of runs finished before the cutoff go; the runs stay, marked.
+    let pruned_at = secs(t, 30);
+    assert_eq!(store.prune_histories(secs(t, 15), 100, pruned_at).await.expect("prune"), 1);
+    assert!(events(&store, old).await.is_empty() && logs(&store, old).await.is_empty());
+    assert!(store.read_journal(old).await.expect("journal").is_empty());
+    let kept = get(&store, old).await;
+    assert_eq!((kept.state, kept.history_pruned_at), (RunState::Succeeded, Some(pruned_at)));
+    assert_eq!(logs(&store, recent).await.len(), 3, "a run finished after the cutoff keeps its history");
+    assert!(!events(&store, recent).await.is_empty());
+    assert_eq!(store.prune_histories(secs(t, 15), 100, pruned_at).await.expect("prune again"), 0, "pruned once");
+
+    // Passes are bounded by their limit.
+    assert_eq!(store.prune_histories(secs(t, 25), 0, pruned_at).await.expect("prune none"), 0);
+
+    // Runs finished before the cutoff go entirely; unfinished runs never do.
+    assert_eq!(store.delete_finished_runs(secs(t, 15), 100).await.expect("delete"), 1);
+    assert!(store.get_run(old).await.expect("get").is_none());
+    assert_eq!(get(&store, recent).await.state, RunState::Succeeded);
+    assert_eq!(store.delete_finished_runs(secs(t, 1000), 100).await.expect("delete"), 1);
+    assert!(store.get_run(recent).await.expect("get").is_none());
+    assert!(logs(&store, recent).await.is_empty(), "its history went with it");
+    assert_eq!(get(&store, queued.id).await.state, RunState::Queued);
+    let listed = store.list_runs(&RunQuery { workspace: Some(WorkspaceId::new(DEFAULT_WORKSPACE)), limit: 10, ..RunQuery::default() }).await.expect("list");
+    assert_eq!(listed.iter().map(|run| run.id).collect::<Vec<_>>(), [queued.id]);
+}
+
+async fn one_process_leads_and_another_takes_over(database: &TestDatabase) {
+    let first = open_store(database).await;
+    let second = open_store(database).await;
+    assert!(first.try_lead().await.expect("lead"), "the first to try leads");
+    assert!(first.try_lead().await.expect("lead"), "and keeps leading");
+    if first.backend() == "sqlite" {
+        // One process owns a SQLite database: it always leads.
+        return;
+    }
+    assert!(!second.try_lead().await.expect("lead"), "only one leads");
+    first.resign().await;
+    assert!(second.try_lead().await.expect("lead"), "another takes over once the leader resigns");
+    assert!(!first.try_lead().await.expect("lead"), "the old leader does not lead again while the new one lives");
+    drop(second);
+}
+
 on_both_stores!(
     create_run_round_trips_every_field,
     a_repeated_request_id_returns_the_existing_run,
@@ -1377,6 +1529,10 @@ on_both_stores!(
     append_logs_numbers_lines_without_gaps,
     large_log_batches_keep_their_order,
     append_logs_refuses_stale_leases,
+    resent_log_batches_are_stored_once,
+    workers_register_heartbeat_drain_and_go_stale,
+    retention_prunes_histories_then_deletes_old_runs,
+    one_process_leads_and_another_takes_over,
     expired_leases_lists_lapsed_leases_in_expiry_order,
     overdue_runs_lists_unfinished_runs_past_their_deadline,
     queue_counts_summarise_one_workspace,

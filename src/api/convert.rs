@@ -8,11 +8,12 @@ use serde_json::{Map, Number, Value};
 
 use crate::{
     domain::{
-        Decision, DecisionOutcome, ErrorCode, EventKind, LogLine, LogStream, Run, RunError, RunEvent, RunState,
-        Timestamp,
+        Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Run, RunError, RunEvent,
+        RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
     proto,
+    store::JournalEntry,
 };
 
 /// A protobuf `Struct` as a JSON object; `field` names it in errors.
@@ -28,7 +29,7 @@ pub fn struct_to_json(value: Option<prost_types::Struct>, field: &str) -> Result
         .collect()
 }
 
-fn value_to_json(value: prost_types::Value, field: &str) -> Result<Value> {
+pub fn value_to_json(value: prost_types::Value, field: &str) -> Result<Value> {
     Ok(match value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(flag)) => Value::Bool(flag),
@@ -148,7 +149,7 @@ fn error_code(code: ErrorCode) -> proto::ErrorCode {
     }
 }
 
-fn run_error(error: &RunError) -> proto::RunError {
+pub fn run_error(error: &RunError) -> proto::RunError {
     proto::RunError {
         code: error_code(error.code).into(),
         message: error.message.clone(),
@@ -193,6 +194,160 @@ pub fn run(run: &Run) -> proto::Run {
         cancel_requested: run.cancel_requested,
         last_event_sequence: run.last_event_sequence,
         last_log_sequence: run.last_log_sequence,
+        history_prune_time: run.history_pruned_at.map(timestamp),
+        decisions: run.decisions.iter().map(|(key, value)| (key.clone(), decision(value))).collect(),
+    }
+}
+
+/// A run as a server sent it (to a remote worker), back in domain form.
+pub fn from_run(run: proto::Run) -> Result<Run> {
+    let id = RunId::parse("run.id", &run.id)?;
+    let time = |value: Option<prost_types::Timestamp>, field: &str| value.map(|value| from_timestamp(value, field)).transpose();
+    let required = |value: Option<prost_types::Timestamp>, field: &str| {
+        time(value, field)?.ok_or_else(|| Error::invalid(field, "is required"))
+    };
+    let decisions = run
+        .decisions
+        .into_iter()
+        .map(|(key, value)| Ok((key, from_decision(Some(value))?)))
+        .collect::<Result<_>>()?;
+    let lease = match run.lease {
+        Some(lease) => Some(Lease {
+            run_id: id,
+            worker_id: WorkerId::new(lease.worker_id),
+            epoch: lease.epoch,
+            expires_at: required(lease.expire_time, "run.lease.expire_time")?,
+        }),
+        None => None,
+    };
+    Ok(Run {
+        id,
+        workspace: WorkspaceId::new(run.workspace),
+        kind: run.kind,
+        state: from_state(run.state, "run.state")?.ok_or_else(|| Error::invalid("run.state", "is required"))?,
+        input: struct_to_json(run.input, "run.input")?,
+        output: run.output.map(|value| value_to_json(value, "run.output")).transpose()?,
+        error: run.error.map(from_run_error).transpose()?,
+        priority: run.priority,
+        max_attempts: run.max_attempts,
+        attempt: run.attempt,
+        attempt_timeout: run.attempt_timeout.map(|value| from_duration(value, "run.attempt_timeout")).transpose()?.unwrap_or_default(),
+        deadline: time(run.deadline, "run.deadline")?,
+        concurrency: (!run.concurrency_key.is_empty()).then(|| (run.concurrency_key, run.concurrency_limit)),
+        labels: run.labels.into_iter().collect(),
+        request_id: (!run.request_id.is_empty()).then_some(run.request_id),
+        created_at: required(run.create_time, "run.create_time")?,
+        started_at: time(run.start_time, "run.start_time")?,
+        finished_at: time(run.finish_time, "run.finish_time")?,
+        updated_at: required(run.update_time, "run.update_time")?,
+        scheduled_at: required(run.scheduled_time, "run.scheduled_time")?,
+        waiting: None,
+        decisions,
+        lease,
+        cancel_requested: run.cancel_requested,
+        last_event_sequence: run.last_event_sequence,
+        last_log_sequence: run.last_log_sequence,
+        history_pruned_at: time(run.history_prune_time, "run.history_prune_time")?,
+    })
+}
+
+/// A run error as a worker reports it; the class defaults to `FAILED`.
+pub fn from_run_error(error: proto::RunError) -> Result<RunError> {
+    let code = match proto::ErrorCode::try_from(error.code) {
+        Ok(proto::ErrorCode::Unspecified | proto::ErrorCode::Failed) => ErrorCode::Failed,
+        Ok(proto::ErrorCode::Timeout) => ErrorCode::Timeout,
+        Ok(proto::ErrorCode::DeadlineExceeded) => ErrorCode::DeadlineExceeded,
+        Ok(proto::ErrorCode::LeaseExpired) => ErrorCode::LeaseExpired,
+        Ok(proto::ErrorCode::ForceFailed) => ErrorCode::ForceFailed,
+        Ok(proto::ErrorCode::Cancelled) => ErrorCode::Cancelled,
+        Ok(proto::ErrorCode::InvalidInput) => ErrorCode::InvalidInput,
+        Ok(proto::ErrorCode::Unsupported) => ErrorCode::Unsupported,
+        Ok(proto::ErrorCode::Internal) => ErrorCode::Internal,
+        Err(_) => return Err(Error::invalid("error.code", format!("{} is not an ErrorCode", error.code))),
+    };
+    if error.message.is_empty() {
+        return Err(Error::invalid("error.message", "is required: say what went wrong"));
+    }
+    Ok(RunError::new(code, error.message, error.retryable, error.attempt))
+}
+
+/// A worker for the wire.
+pub fn worker(worker: &Worker) -> proto::Worker {
+    let state = match worker.state() {
+        WorkerState::Active => proto::WorkerState::Active,
+        WorkerState::Draining => proto::WorkerState::Draining,
+        WorkerState::Stale => proto::WorkerState::Stale,
+        WorkerState::Stopped => proto::WorkerState::Stopped,
+    };
+    proto::Worker {
+        id: worker.id().to_string(),
+        name: worker.spec.name.clone(),
+        kinds: worker.spec.kinds.clone(),
+        providers: worker.spec.providers.clone(),
+        labels: worker.spec.labels.clone().into_iter().collect(),
+        capacity: worker.spec.capacity,
+        embedded: worker.spec.embedded,
+        state: state.into(),
+        running: worker.running,
+        register_time: Some(timestamp(worker.registered_at)),
+        last_heartbeat_time: Some(timestamp(worker.last_heartbeat_at)),
+        stale_time: worker.stale_since.map(timestamp),
+        stop_time: worker.stopped_at.map(timestamp),
+    }
+}
+
+/// A journal entry for the wire.
+pub fn journal_entry(entry: &JournalEntry) -> proto::JournalEntry {
+    proto::JournalEntry {
+        key: entry.key.clone(),
+        output: Some(json_to_value(&entry.output)),
+        attempt: entry.attempt,
+        finish_time: Some(timestamp(entry.finished_at)),
+        duration: Some(duration(entry.duration)),
+    }
+}
+
+/// A journal entry as a server sent it.
+pub fn from_journal_entry(entry: proto::JournalEntry) -> Result<JournalEntry> {
+    Ok(JournalEntry {
+        output: entry.output.map(|value| value_to_json(value, "journal.output")).transpose()?.unwrap_or(Value::Null),
+        attempt: entry.attempt,
+        finished_at: entry.finish_time.map(|value| from_timestamp(value, "journal.finish_time")).transpose()?.unwrap_or_else(Timestamp::now),
+        duration: entry.duration.map(|value| from_duration(value, "journal.duration")).transpose()?.unwrap_or_default(),
+        key: entry.key,
+    })
+}
+
+/// A log line a worker sends; its run, sequence and attempt are the server's to assign.
+pub fn from_log_line(line: proto::LogLine, field: &str) -> Result<NewLogLine> {
+    let stream = match proto::LogStream::try_from(line.stream) {
+        Ok(proto::LogStream::Unspecified | proto::LogStream::Stdout) => LogStream::Stdout,
+        Ok(proto::LogStream::Stderr) => LogStream::Stderr,
+        Ok(proto::LogStream::System) => LogStream::System,
+        Err(_) => return Err(Error::invalid(format!("{field}.stream"), format!("{} is not a LogStream", line.stream))),
+    };
+    let time = match line.time {
+        Some(time) => from_timestamp(time, &format!("{field}.time"))?,
+        None => Timestamp::now(),
+    };
+    Ok(NewLogLine { time, stream, text: line.text })
+}
+
+/// A log line to send, before the server numbers it.
+pub fn new_log_line(line: &NewLogLine) -> proto::LogLine {
+    proto::LogLine {
+        time: Some(timestamp(line.time)),
+        stream: log_stream(line.stream).into(),
+        text: line.text.clone(),
+        ..proto::LogLine::default()
+    }
+}
+
+fn log_stream(stream: LogStream) -> proto::LogStream {
+    match stream {
+        LogStream::Stdout => proto::LogStream::Stdout,
+        LogStream::Stderr => proto::LogStream::Stderr,
+        LogStream::System => proto::LogStream::System,
     }
 }
 
@@ -259,17 +414,12 @@ pub fn event(event: &RunEvent) -> proto::RunEvent {
 }
 
 pub fn log_line(line: &LogLine) -> proto::LogLine {
-    let stream = match line.stream {
-        LogStream::Stdout => proto::LogStream::Stdout,
-        LogStream::Stderr => proto::LogStream::Stderr,
-        LogStream::System => proto::LogStream::System,
-    };
     proto::LogLine {
         run_id: line.run_id.to_string(),
         sequence: line.sequence,
         time: Some(timestamp(line.time)),
         attempt: line.attempt,
-        stream: stream.into(),
+        stream: log_stream(line.stream).into(),
         text: line.text.clone(),
     }
 }

@@ -2,8 +2,19 @@
 //! encoding the answer. `status.rs` maps every domain error to a gRPC status in one place;
 //! `convert.rs` holds the conversions between protobuf and domain types.
 
-mod convert;
+mod admin;
+pub(crate) mod convert;
 mod runs;
 pub mod status;
+mod workers;
 
+use std::pin::Pin;
+
+use futures::Stream;
+
+pub use admin::AdminApi;
 pub use runs::RunApi;
+pub use workers::WorkerApi;
+
+/// The response stream of a server-streaming RPC.
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;

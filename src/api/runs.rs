@@ -1,12 +1,10 @@
 //! `conclave.v1.RunService`: decodes each request, calls the [`Engine`], encodes the answer.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, ResponseStream};
 use crate::{
     domain::{RunId, Timestamp},
     engine::{CreateRunRequest, Delivery, Engine, ListRunsRequest},
@@ -26,8 +24,6 @@ impl RunApi {
         Self { engine }
     }
 }
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Turns a follower's deliveries into a gRPC response stream.
 fn stream<T, M>(deliveries: tokio::sync::mpsc::Receiver<Result<Delivery<T>>>, encode: fn(Delivery<T>) -> M) -> ResponseStream<M>

@@ -46,10 +46,32 @@ impl From<Error> for Status {
     }
 }
 
+/// The domain error a server's status stands for, as a client of Conclave (a remote worker)
+/// acts on it: a stale lease, a server or store that may come back, or a refusal.
+pub fn error_from_status(status: &Status) -> Error {
+    let info = status.get_error_details().error_info().cloned();
+    let reason = info.as_ref().map(|info| info.reason.as_str());
+    match (status.code(), reason) {
+        (Code::Aborted, Some("STALE_LEASE")) => {
+            let metadata = info.as_ref().map(|info| &info.metadata);
+            let run_id = metadata.and_then(|m| m.get("run_id")).cloned().unwrap_or_default();
+            let epoch = metadata.and_then(|m| m.get("epoch")).and_then(|epoch| epoch.parse().ok()).unwrap_or(0);
+            Error::StaleLease { run_id, epoch }
+        }
+        (Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted, _) => {
+            Error::Unavailable(format!("server: {}", status.message()))
+        }
+        (Code::NotFound, _) => Error::NotFound { resource: "resource", id: status.message().to_owned() },
+        (Code::InvalidArgument, _) => Error::invalid("request", status.message()),
+        (code, _) => Error::Internal(format!("server answered {code:?}: {}", status.message())),
+    }
+}
+
 fn not_found_reason(resource: &str) -> &'static str {
     match resource {
         "run" => "RUN_NOT_FOUND",
         "workspace" => "WORKSPACE_NOT_FOUND",
+        "worker" => "WORKER_NOT_FOUND",
         _ => "NOT_FOUND",
     }
 }

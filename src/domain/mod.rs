@@ -1,4 +1,4 @@
-//! The domain's vocabulary: runs, their states, events, log lines and decisions, as plain Rust
+//! The domain's vocabulary: runs, their states, events, log lines, decisions and workers, as plain Rust
 //! types shared by the engine, the workflows, the store and the API adapters.
 
 mod event;
@@ -6,6 +6,7 @@ mod ids;
 mod log;
 mod run;
 mod time;
+mod worker;
 
 pub use event::{EventKind, RunEvent};
 pub use ids::{RunId, WorkerId, WorkspaceId};
@@ -15,6 +16,7 @@ pub use run::{
     Waiting, DEFAULT_WORKSPACE,
 };
 pub use time::Timestamp;
+pub use worker::{NewWorker, Worker, WorkerState};
 
 /// One page of a listing, with the token of the next page.
 #[derive(Debug, Clone)]

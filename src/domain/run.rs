@@ -132,6 +132,14 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+impl Lease {
+    /// A lease as a remote worker names it, by its fencing token alone: enough for every check,
+    /// which compares epochs.
+    pub fn fencing(run_id: RunId, epoch: u64) -> Self {
+        Self { run_id, worker_id: WorkerId::new(String::new()), epoch, expires_at: Timestamp::from_micros(0) }
+    }
+}
+
 /// What a waiting run waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
@@ -249,6 +257,8 @@ pub struct Run {
     pub last_event_sequence: u64,
     /// Sequence of the last log line.
     pub last_log_sequence: u64,
+    /// When retention removed the run's events, logs and journal (the run itself remains).
+    pub history_pruned_at: Option<Timestamp>,
 }
 
 /// Filters and paging of a run listing.

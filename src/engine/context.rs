@@ -9,7 +9,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use super::{lifecycle, Core};
+use super::{
+    attempt::Attempt,
+    host::{AttemptHost, AttemptSettings},
+};
 use crate::{
     domain::{Decision, ErrorCode, Lease, LogStream, NewLogLine, Run, RunError, RunId, Timestamp},
     error::Error,
@@ -85,7 +88,7 @@ enum LogCommand {
 
 /// The run a workflow executes, as one attempt sees it.
 pub struct RunContext {
-    core: Arc<Core>,
+    host: Arc<dyn AttemptHost>,
     run: Run,
     lease: Lease,
     journal: Mutex<HashMap<String, Value>>,
@@ -97,16 +100,17 @@ pub struct RunContext {
 impl RunContext {
     /// A context for one attempt; returns it with the task that writes its log lines.
     pub(super) fn new(
-        core: Arc<Core>,
-        run: Run,
-        lease: Lease,
-        journal: HashMap<String, Value>,
+        host: Arc<dyn AttemptHost>,
+        attempt: Attempt,
         cancel: CancellationToken,
         lost: CancellationToken,
+        settings: AttemptSettings,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (logs, commands) = mpsc::channel(core.config.log_buffer);
-        let writer = tokio::spawn(write_logs(core.clone(), lease.clone(), run.attempt, commands, lost.clone()));
-        let ctx = Self { core, run, lease, journal: Mutex::new(journal), cancel, lost, logs };
+        let Attempt { run, lease, journal } = attempt;
+        let (logs, commands) = mpsc::channel(settings.log_buffer.max(1));
+        let writer = LogWriter { host: host.clone(), lease: lease.clone(), attempt: run.attempt, lost: lost.clone(), settings, position: 0 };
+        let writer = tokio::spawn(writer.run(commands));
+        let ctx = Self { host, run, lease, journal: Mutex::new(journal), cancel, lost, logs };
         (ctx, writer)
     }
 
@@ -166,8 +170,7 @@ impl RunContext {
             finished_at: Timestamp::now(),
             duration: started.elapsed(),
         };
-        let lease = self.lease.clone();
-        self.core.update(self.run.id, move |run| lifecycle::record_step(run, &lease, entry.clone())).await?;
+        self.host.record_step(&self.lease, entry).await?;
         self.journal.lock().await.insert(key.to_owned(), output);
         Ok(result)
     }
@@ -197,12 +200,7 @@ impl RunContext {
     /// event stream.
     pub async fn emit(&self, event_type: &str, data: Value) -> Result<(), WorkflowError> {
         self.check_running()?;
-        let lease = self.lease.clone();
-        let event_type = event_type.to_owned();
-        let now = Timestamp::now();
-        self.core
-            .update(self.run.id, move |run| lifecycle::workflow_event(run, &lease, &event_type, data.clone(), now))
-            .await?;
+        self.host.emit(&self.lease, event_type, data).await?;
         Ok(())
     }
 
@@ -215,10 +213,7 @@ impl RunContext {
         }
         self.check_running()?;
         self.flush_logs().await;
-        let lease = self.lease.clone();
-        let (key, prompt) = (key.to_owned(), prompt.to_owned());
-        let now = Timestamp::now();
-        self.core.update(self.run.id, move |run| lifecycle::suspend(run, &lease, &key, &prompt, now)).await?;
+        self.host.suspend(&self.lease, key, prompt).await?;
         Err(WorkflowError::Suspended)
     }
 
@@ -233,47 +228,86 @@ impl RunContext {
     }
 }
 
-/// Writes a run's log lines in batches: it takes whatever has accumulated since its last write
-/// (up to a batch), so a trickle is written line by line at once and a flood in large batches.
-async fn write_logs(core: Arc<Core>, lease: Lease, attempt: u32, mut commands: mpsc::Receiver<LogCommand>, lost: CancellationToken) {
-    let mut batch = Vec::new();
-    let mut waiters = Vec::new();
-    while let Some(command) = commands.recv().await {
-        let mut next = Some(command);
-        while let Some(command) = next.take() {
-            match command {
-                LogCommand::Line(line) => batch.push(line),
-                LogCommand::Flush(done) => waiters.push(done),
-            }
-            if batch.len() < core.config.log_batch {
-                next = commands.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
-            store_batch(&core, &lease, attempt, &batch, &lost).await;
-        }
-        batch.clear();
-        for done in waiters.drain(..) {
-            let _ = done.send(());
-        }
-    }
+/// Writes an attempt's log lines in batches: it takes whatever has accumulated since its last
+/// write (up to a batch), so a trickle is written line by line at once and a flood in large
+/// batches. Each batch carries its position, so a batch sent again after an ambiguous failure
+/// is stored once.
+struct LogWriter {
+    host: Arc<dyn AttemptHost>,
+    lease: Lease,
+    attempt: u32,
+    lost: CancellationToken,
+    settings: AttemptSettings,
+    /// Lines handed to the host so far.
+    position: u64,
 }
 
-/// Stores one batch, retrying while the store is unavailable (for as long as the lease could
-/// still be alive); a stale lease marks the attempt lost.
-async fn store_batch(core: &Core, lease: &Lease, attempt: u32, batch: &[NewLogLine], lost: &CancellationToken) {
-    let give_up = Instant::now() + core.config.lease_ttl;
-    while !lost.is_cancelled() {
-        match core.append_logs(lease, attempt, batch).await {
-            Ok(()) => return,
-            Err(Error::StaleLease { .. }) => lost.cancel(),
-            Err(err) if Instant::now() < give_up => {
-                tracing::warn!(run = %lease.run_id, error = %err, lines = batch.len(), "could not store log lines; retrying");
+impl LogWriter {
+    async fn run(mut self, mut commands: mpsc::Receiver<LogCommand>) {
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        while let Some(command) = commands.recv().await {
+            let mut next = Some(command);
+            while let Some(command) = next.take() {
+                match command {
+                    LogCommand::Line(line) => batch.push(line),
+                    LogCommand::Flush(done) => waiters.push(done),
+                }
+                if batch.len() < self.settings.log_batch {
+                    next = commands.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.store(&batch).await;
+                batch.clear();
+            }
+            if !waiters.is_empty() {
+                self.flush().await;
+                for done in waiters.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    /// Hands one batch to the host, retrying while it is unavailable (for as long as the lease
+    /// could still be alive); a stale lease marks the attempt lost.
+    async fn store(&mut self, batch: &[NewLogLine]) {
+        let give_up = Instant::now() + self.settings.lease_ttl;
+        while !self.lost.is_cancelled() {
+            match self.host.append_logs(&self.lease, self.attempt, self.position, batch).await {
+                Ok(()) => {
+                    self.position += batch.len() as u64;
+                    return;
+                }
+                Err(err) => self.retry_or_give_up(err, give_up, batch.len()).await,
+            }
+        }
+    }
+
+    /// Waits until the host stored every line handed to it.
+    async fn flush(&self) {
+        let give_up = Instant::now() + self.settings.lease_ttl;
+        while !self.lost.is_cancelled() {
+            match self.host.flush_logs(&self.lease).await {
+                Ok(()) => return,
+                Err(err) => self.retry_or_give_up(err, give_up, 0).await,
+            }
+        }
+    }
+
+    async fn retry_or_give_up(&self, err: Error, give_up: Instant, lines: usize) {
+        let run = self.lease.run_id;
+        match err {
+            Error::StaleLease { .. } => self.lost.cancel(),
+            err if Instant::now() < give_up => {
+                tracing::warn!(run = %run, error = %err, lines, "could not store log lines; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            Err(err) => {
-                tracing::error!(run = %lease.run_id, error = %err, lines = batch.len(), "giving up storing log lines");
-                lost.cancel();
+            err => {
+                tracing::error!(run = %run, error = %err, lines, "giving up storing log lines");
+                self.lost.cancel();
             }
         }
     }

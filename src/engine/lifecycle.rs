@@ -257,7 +257,8 @@ pub fn release(run: &Run, lease: &Lease, now: Timestamp) -> Result<Update> {
     next.lease = None;
     next.scheduled_at = now;
     next.updated_at = now;
-    let changed = state_changed(RunState::Running, &next, format!("released by worker {}", lease.worker_id));
+    let holder = run.lease.as_ref().map_or_else(String::new, |current| current.worker_id.to_string());
+    let changed = state_changed(RunState::Running, &next, format!("released by worker {holder}"));
     Ok(Update::new(next, vec![changed]))
 }
 
@@ -292,6 +293,15 @@ pub fn rescue(run: &Run, policy: &RetryPolicy, now: Timestamp) -> Result<Update>
     };
     let message = format!("worker {} stopped heartbeating; its lease expired", lease.worker_id);
     let error = RunError::new(ErrorCode::LeaseExpired, message, true, run.attempt);
+    Ok(requeue_or_fail(run, error, policy, now))
+}
+
+/// An operator (`RescueRuns`) or maintenance (the holder's worker went stale) takes a running run
+/// back from the holder of `lease` at once, whatever its expiry: queued again (or failed when its
+/// attempts are used up). `StaleLease` if the run has moved on since.
+pub fn revoke(run: &Run, lease: &Lease, reason: &str, policy: &RetryPolicy, now: Timestamp) -> Result<Update> {
+    check_lease(run, lease)?;
+    let error = RunError::new(ErrorCode::LeaseExpired, reason, true, run.attempt);
     Ok(requeue_or_fail(run, error, policy, now))
 }
 
@@ -352,6 +362,7 @@ mod tests {
             cancel_requested: false,
             last_event_sequence: 2,
             last_log_sequence: 0,
+            history_pruned_at: None,
         }
     }
 

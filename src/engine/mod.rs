@@ -5,16 +5,19 @@
 //! The engine knows nothing of what a kind does (see [`Registry`]); a workflow knows nothing of
 //! leases (see [`RunContext`]).
 
+mod attempt;
 mod commit;
 mod context;
 mod executor;
 mod follow;
+mod host;
 mod hub;
 pub mod lifecycle;
 mod maintenance;
 mod peers;
 mod registry;
 mod service;
+mod workers;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,19 +28,23 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use attempt::{execute as execute_attempt, Attempt, Signals};
 pub use context::{RunContext, WorkflowError};
+pub use host::{AttemptHost, AttemptSettings, Ending};
 pub use follow::Delivery;
 pub use registry::{Registry, Workflow};
 pub use service::{CreateRunRequest, ListRunsRequest, QueueStats};
+pub use crate::store::Pruned;
+pub use workers::{AssignmentMessage, HeartbeatReply, HeldStatus, LogAppender, RegisterWorkerRequest, Registration};
 
 use self::{commit::Committer, hub::Hub, lifecycle::RetryPolicy};
 use crate::{
-    domain::{Lease, LogLine, NewLogLine, Run, RunEvent, RunId, RunState, WorkerId, WorkspaceId},
+    domain::{Lease, LogLine, Run, RunEvent, RunId, RunState, Timestamp, WorkerId, WorkspaceId},
     error::Result,
-    store::{SharedStore, Transition, Update},
+    store::{ClaimRequest, SharedStore, Transition, Update},
 };
 
 /// How the engine behaves; every duration and limit is configurable.
@@ -75,6 +82,24 @@ pub struct EngineConfig {
     pub log_buffer: usize,
     /// Log lines written per batch at most.
     pub log_batch: usize,
+    /// How long what finished runs leave behind is kept.
+    pub retention: Retention,
+}
+
+/// How long finished runs are kept; `None` keeps them forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events, logs and journal of finished runs are removed after this age.
+    pub history: Option<Duration>,
+    /// Finished runs themselves are deleted after this age.
+    pub runs: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Self { history: Some(Duration::from_secs(7 * DAY)), runs: Some(Duration::from_secs(30 * DAY)) }
+    }
 }
 
 impl Default for EngineConfig {
@@ -96,17 +121,9 @@ impl Default for EngineConfig {
             hub_capacity: 1024,
             log_buffer: 4096,
             log_batch: 1000,
+            retention: Retention::default(),
         }
     }
-}
-
-/// The signals of a run being executed by this process.
-#[derive(Debug, Clone)]
-struct ActiveRun {
-    /// Asks the workflow to stop at its next step.
-    cancel: CancellationToken,
-    /// Stops the workflow at once.
-    force: CancellationToken,
 }
 
 /// The one fan-out: live events and log lines to whoever watches, and the wake-up of the
@@ -115,15 +132,17 @@ struct ActiveRun {
 struct Fanout {
     events: Arc<Hub<RunEvent>>,
     logs: Arc<Hub<LogLine>>,
-    /// Wakes the claim loop: something became claimable.
-    wake: Notify,
+    /// Wakes every claim loop (the pool's, and each external worker's): something became
+    /// claimable. A counter, so no wake-up is lost while a loop is busy.
+    wake: watch::Sender<u64>,
     /// Tells the other processes sharing the store (see `peers.rs`), when there are any.
     peers: Option<peers::Outbox>,
 }
 
 impl Fanout {
     /// Publishes a committed transition: its events to watchers, the end of the run to every
-    /// follower when it finished, and a wake-up to the workers when it made a run claimable.
+    /// follower when it finished, and a wake-up to the workers when it made a run claimable (or
+    /// freed a place under a concurrency key).
     fn publish(&self, transition: &Transition) {
         if transition.events.is_empty() {
             return;
@@ -134,12 +153,18 @@ impl Fanout {
             self.events.finish(run.id);
             self.logs.finish(run.id);
         }
-        if run.state == RunState::Queued {
-            self.wake.notify_one();
+        let wakes = run.state == RunState::Queued || (run.concurrency.is_some() && run.state != RunState::Running);
+        if wakes {
+            self.wake_workers();
         }
         if let Some(peers) = &self.peers {
-            peers.events(run.id, run.state);
+            peers.events(run.id, run.state, wakes);
         }
+    }
+
+    /// Wakes every claim loop of this process.
+    fn wake_workers(&self) {
+        self.wake.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// Publishes stored log lines of a run.
@@ -159,7 +184,8 @@ struct Core {
     config: EngineConfig,
     fanout: Arc<Fanout>,
     committer: Committer,
-    active: Mutex<HashMap<RunId, ActiveRun>>,
+    /// The signals of the runs this process's pool executes.
+    active: Mutex<HashMap<RunId, Signals>>,
     /// Workspaces known to exist (workspaces are never deleted), to spare a query per request.
     workspaces: Mutex<HashSet<WorkspaceId>>,
     /// Stop claiming and end streams.
@@ -177,14 +203,38 @@ impl Core {
         self.committer.update(id, Box::new(change)).await
     }
 
-    /// Stores log lines under a lease and publishes them.
-    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<()> {
-        let stored = self.store.append_logs(lease, attempt, lines).await?;
-        self.fanout.publish_logs(lease.run_id, stored);
-        Ok(())
+    /// Claims up to `limit` due runs of `kinds` for a worker, and publishes the claims.
+    async fn claim(&self, worker: &WorkerId, kinds: &[String], limit: u32) -> Result<Vec<Run>> {
+        let request = ClaimRequest {
+            worker_id: worker.clone(),
+            kinds: kinds.to_vec(),
+            limit,
+            lease_ttl: self.config.lease_ttl,
+            now: Timestamp::now(),
+        };
+        let claimed = self.store.claim_runs(&request).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|transition| {
+                self.fanout.publish(&transition);
+                transition.run
+            })
+            .collect())
     }
 
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, ActiveRun>> {
+    /// Records how an attempt ended, wherever it ran.
+    async fn end_attempt(&self, lease: &Lease, ending: Ending) -> Result<Transition> {
+        let (lease, now, policy) = (lease.clone(), Timestamp::now(), self.config.retry);
+        let id = lease.run_id;
+        match ending {
+            Ending::Succeeded(output) => self.update(id, move |run| lifecycle::succeed(run, &lease, output.clone(), now)).await,
+            Ending::Failed(error) => self.update(id, move |run| lifecycle::fail_attempt(run, &lease, error.clone(), &policy, now)).await,
+            Ending::Cancelled => self.update(id, move |run| lifecycle::cancelled_by_worker(run, &lease, now)).await,
+            Ending::Released => self.update(id, move |run| lifecycle::release(run, &lease, now)).await,
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Signals>> {
         self.active.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -204,7 +254,7 @@ impl Engine {
         let fanout = Arc::new(Fanout {
             events: Arc::new(Hub::new(config.hub_capacity)),
             logs: Arc::new(Hub::new(config.hub_capacity)),
-            wake: Notify::new(),
+            wake: watch::channel(0).0,
             peers: inbox.is_some().then(|| peers::Outbox::start(store.clone())),
         });
         if let Some(inbox) = inbox {
@@ -229,10 +279,17 @@ impl Engine {
         Self { core: Arc::new(core) }
     }
 
-    /// Starts the worker pool and the maintenance loop.
+    /// Starts the worker pool (registered as a worker, so `ListWorkers` shows it) and the
+    /// maintenance loop.
     pub fn start(&self) {
-        if self.core.config.worker_slots > 0 {
-            self.core.tasks.spawn(executor::claim_loop(self.core.clone()));
+        let core = self.core.clone();
+        if core.config.worker_slots > 0 {
+            self.core.tasks.spawn(async move {
+                if let Err(err) = maintenance::register_pool(&core).await {
+                    tracing::warn!(error = %err, "could not register this process's worker pool; it runs anyway");
+                }
+                executor::claim_loop(core).await;
+            });
         }
         self.core.tasks.spawn(maintenance::maintain(self.core.clone()));
     }
@@ -270,6 +327,7 @@ impl Engine {
         core.shutdown.cancel();
         core.tasks.close();
         if tokio::time::timeout(core.config.shutdown_grace, core.tasks.wait()).await.is_ok() {
+            self.stop_pool().await;
             return;
         }
         let unfinished = core.active().len();
@@ -277,6 +335,18 @@ impl Engine {
         core.release.cancel();
         if tokio::time::timeout(Duration::from_secs(10), core.tasks.wait()).await.is_err() {
             tracing::warn!("some runs did not stop; their leases will expire and they will be rescued");
+        }
+        self.stop_pool().await;
+    }
+
+    /// Records that this process's pool stopped cleanly.
+    async fn stop_pool(&self) {
+        let core = &self.core;
+        if core.config.worker_slots == 0 {
+            return;
+        }
+        if let Err(err) = core.store.stop_worker(&core.config.worker_id, Timestamp::now()).await {
+            tracing::warn!(error = %err, "could not record that this process's worker pool stopped");
         }
     }
 }

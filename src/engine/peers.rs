@@ -1,5 +1,6 @@
 //! Several processes on one Postgres: what one commits, the others hear of at once. Each
-//! transition and log append is announced (`NOTIFY`) as `origin|run|flags`; every process turns
+//! transition and log append is announced (`NOTIFY`) as `origin|run|flags` (`e` events, `l` log lines, `f` finished, `w` wake
+//! the workers); every process turns
 //! the announcements of the others into pokes of its own fan-out: followers read the new items
 //! from the store, finished runs end their streams, claimable runs wake the workers. A missed
 //! announcement only delays: followers check the store when idle, workers poll the queue.
@@ -45,14 +46,14 @@ impl Outbox {
         Self { origin: uuid::Uuid::now_v7().simple().to_string(), messages }
     }
 
-    /// Announces new events of a run in a state.
-    pub(super) fn events(&self, run: RunId, state: RunState) {
+    /// Announces new events of a run in a state; `wakes` when workers should look for runs.
+    pub(super) fn events(&self, run: RunId, state: RunState, wakes: bool) {
         let mut flags = String::from("e");
         if state.is_terminal() {
             flags.push('f');
         }
-        if state == RunState::Queued {
-            flags.push('q');
+        if wakes {
+            flags.push('w');
         }
         self.send(run, &flags);
     }
@@ -103,7 +104,7 @@ fn apply(fanout: &Arc<Fanout>, message: &str) {
         fanout.events.finish(run);
         fanout.logs.finish(run);
     }
-    if flags.contains('q') {
-        fanout.wake.notify_one();
+    if flags.contains('w') {
+        fanout.wake_workers();
     }
 }

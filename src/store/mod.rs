@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::{
     domain::{
-        EventKind, Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery, RunState,
-        Timestamp, WorkerId, WorkspaceId,
+        EventKind, Lease, LogLine, NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery,
+        RunState, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
 };
@@ -135,6 +135,23 @@ pub struct QueueCounts {
     pub finished_since: u64,
 }
 
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Finished runs whose events, logs and journal were removed (the runs remain).
+    pub histories: u64,
+    /// Finished runs removed entirely.
+    pub runs: u64,
+}
+
+impl Pruned {
+    /// Adds another pass's counts.
+    pub fn add(&mut self, other: Pruned) {
+        self.histories += other.histories;
+        self.runs += other.runs;
+    }
+}
+
 /// The state-machine function handed to [`Store::update_run`].
 pub type UpdateFn<'a> = &'a (dyn Fn(&Run) -> Result<Update> + Send + Sync);
 
@@ -186,9 +203,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Extends a lease to `until` if it is still the run's current one.
     async fn extend_lease(&self, lease: &Lease, until: Timestamp) -> Result<LeaseStatus>;
 
-    /// Appends log lines under a lease, numbering them after the run's last line.
-    /// `StaleLease` if the lease is not the run's current one.
-    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<Vec<LogLine>>;
+    /// Appends log lines under a lease, numbering them after the run's last line, and returns
+    /// the lines stored. `first` is the position of the first line among all the lines written
+    /// under this lease (from 0): lines at positions already stored are skipped, so a batch sent
+    /// again after an ambiguous failure is stored once. `StaleLease` if the lease is not the
+    /// run's current one; `FailedPrecondition` if lines before `first` were never stored.
+    async fn append_logs(&self, lease: &Lease, attempt: u32, first: u64, lines: &[NewLogLine]) -> Result<Vec<LogLine>>;
 
     /// Reads up to `limit` events with a sequence greater than `after`, in order.
     async fn read_events(&self, run: RunId, after: u64, limit: u32) -> Result<Vec<RunEvent>>;
@@ -210,6 +230,48 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Counts for `GetQueueStats`; `finished_since` counts runs finished after that time.
     async fn queue_counts(&self, workspace: &WorkspaceId, now: Timestamp, finished_since: Timestamp) -> Result<QueueCounts>;
+
+    /// Registers a worker (again, after a restart): it is live, not draining, heartbeating now.
+    async fn register_worker(&self, worker: &NewWorker, now: Timestamp) -> Result<Worker>;
+
+    /// Records a worker's heartbeat (a stale worker that heartbeats again is live again);
+    /// `None` for an unknown worker.
+    async fn worker_heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<Option<Worker>>;
+
+    /// Reads one worker.
+    async fn get_worker(&self, id: &WorkerId) -> Result<Option<Worker>>;
+
+    /// Lists workers by id, after `after`, at most `limit`.
+    async fn list_workers(&self, after: Option<&WorkerId>, limit: u32) -> Result<Vec<Worker>>;
+
+    /// Asks a worker to drain (or takes the request back); `None` for an unknown worker.
+    async fn set_worker_draining(&self, id: &WorkerId, draining: bool) -> Result<Option<Worker>>;
+
+    /// Records that a worker stopped cleanly.
+    async fn stop_worker(&self, id: &WorkerId, now: Timestamp) -> Result<()>;
+
+    /// Marks stale every live worker whose last heartbeat is older than `cutoff`; returns them.
+    async fn mark_stale_workers(&self, cutoff: Timestamp, now: Timestamp) -> Result<Vec<WorkerId>>;
+
+    /// The leases of the running runs a worker holds.
+    async fn leases_of(&self, worker: &WorkerId) -> Result<Vec<Lease>>;
+
+    /// Removes the events, logs and journal of up to `limit` runs finished before `before`,
+    /// recording when on each run.
+    async fn prune_histories(&self, before: Timestamp, limit: u32, now: Timestamp) -> Result<u64>;
+
+    /// Deletes up to `limit` runs finished before `before`, with everything they own.
+    async fn delete_finished_runs(&self, before: Timestamp, limit: u32) -> Result<u64>;
+
+    /// Tries to become (or checks that this process still is) the one leader among the
+    /// processes sharing the database, which runs maintenance. Where one process owns the
+    /// database, it always leads. Leadership ends with the process or with [`Store::resign`].
+    async fn try_lead(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Gives up leadership, so another process takes over at once.
+    async fn resign(&self) {}
 
     /// Tells every other process sharing the database about changes (Postgres `NOTIFY`);
     /// nothing where one process owns the database.

@@ -1,13 +1,15 @@
 //! The Postgres backend, for several processes sharing the work. Runs are locked `FOR UPDATE`
 //! while a state-machine function decides their change; claims skip rows another process is
 //! claiming (`FOR UPDATE SKIP LOCKED`) and serialise on each concurrency key with a transaction
-//! advisory lock, so a key's limit holds across processes.
+//! advisory lock, so a key's limit holds across processes. One of the processes leads (a session
+//! advisory lock held on a connection of its own) and runs maintenance; when it dies, its
+//! connection closes, the lock is free, and another process takes over.
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
-    PgPool, Postgres,
+    Connection, PgConnection, PgPool, Postgres,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -26,12 +28,78 @@ impl SqlStore<Postgres> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|err| Error::Unavailable(format!("cannot connect to Postgres at {}: {err}", super::redact(url))))?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        let bus = Bus::start(&pool).await?;
-        Ok(Self { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres, bus: Some(bus) })
+        let cluster = Cluster { bus: Bus::start(&pool).await?, leadership: Arc::new(Leadership::new(options)) };
+        Ok(Self { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres, cluster: Some(cluster) })
+    }
+}
+
+/// What the processes sharing one database share.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Their announcements to each other.
+    pub bus: Bus,
+    /// Which of them runs maintenance.
+    pub leadership: Arc<Leadership>,
+}
+
+/// The advisory lock that makes one process the leader: `pg_try_advisory_lock` on a connection
+/// outside the pool, held for as long as the connection lives.
+#[derive(Debug)]
+pub struct Leadership {
+    options: PgConnectOptions,
+    /// The connection that holds (or tries for) the lock, and whether it holds it.
+    session: tokio::sync::Mutex<Option<(PgConnection, bool)>>,
+}
+
+/// The lock's key: an arbitrary constant (`conclave` in ASCII) in the two-key space, which the
+/// per-concurrency-key locks (one-key space) never use.
+const LEADER_LOCK: (i32, i32) = (0x636f_6e63, 0x6c61_7665);
+
+impl Leadership {
+    fn new(options: PgConnectOptions) -> Self {
+        Self { options, session: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Whether this process leads: it takes the lock if it is free, and checks that the
+    /// connection holding it is still alive if it already holds it.
+    pub async fn try_lead(&self) -> Result<bool> {
+        let mut session = self.session.lock().await;
+        if session.is_none() {
+            let connection = PgConnection::connect_with(&self.options).await?;
+            *session = Some((connection, false));
+        }
+        let Some((connection, held)) = session.as_mut() else { return Ok(false) };
+        let result = if *held {
+            sqlx::query("SELECT 1").execute(&mut *connection).await.map(|_| true)
+        } else {
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(LEADER_LOCK.0)
+                .bind(LEADER_LOCK.1)
+                .fetch_one(&mut *connection)
+                .await
+        };
+        match result {
+            Ok(leads) => {
+                *held = leads;
+                Ok(leads)
+            }
+            Err(err) => {
+                // The connection is broken: whatever it held is released with it.
+                *session = None;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Gives the lock up by closing its connection.
+    pub async fn resign(&self) {
+        if let Some((connection, _)) = self.session.lock().await.take() {
+            let _ = connection.close().await;
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub const RUN_COLUMNS: &str = "id, workspace_id, kind, state, input, output, err
     max_attempts, attempt, attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, \
     labels, request_id, created_at, started_at, finished_at, updated_at, scheduled_at, waiting, \
     decisions, lease_worker, lease_epoch, lease_expires_at, cancel_requested, last_event_seq, \
-    last_log_seq";
+    last_log_seq, history_pruned_at";
 
 /// A `runs` row as both backends return it.
 #[derive(Debug, sqlx::FromRow)]
@@ -56,6 +56,7 @@ pub struct RunRow {
     pub cancel_requested: bool,
     pub last_event_seq: i64,
     pub last_log_seq: i64,
+    pub history_pruned_at: Option<i64>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -101,6 +102,7 @@ impl TryFrom<RunRow> for Run {
             cancel_requested: row.cancel_requested,
             last_event_sequence: to_u64(row.last_event_seq),
             last_log_sequence: to_u64(row.last_log_seq),
+            history_pruned_at: row.history_pruned_at.map(Timestamp::from_micros),
         })
     }
 }
@@ -242,7 +244,7 @@ pub fn to_i64(value: u64) -> i64 {
 /// The start of the claim `UPDATE`; the backend appends the worker, times and ids.
 pub const CLAIM_UPDATE_PREFIX: &str = "UPDATE runs SET state = 'running', \
     attempt = CASE WHEN attempt = 0 THEN 1 ELSE attempt END, lease_epoch = lease_epoch + 1, \
-    cancel_requested = FALSE, waiting = NULL, last_event_seq = last_event_seq + 1, lease_worker = ";
+    cancel_requested = FALSE, waiting = NULL, last_event_seq = last_event_seq + 1, log_position = 0, lease_worker = ";
 
 /// Keeps out of the claim candidates the runs whose concurrency key is already full, so that a
 /// backlog under one full key cannot fill the candidate window and hold back every other run.
@@ -873,12 +875,23 @@ pub fn extend_lease(lease: &Lease, until: Timestamp) -> Statement {
     statement
 }
 
-/// Reserves `count` log sequence numbers under a lease; returns the last one reserved.
-pub fn reserve_log_sequences(lease: &Lease, count: u64) -> Statement {
+/// Reserves `count` log sequence numbers under a lease for the lines at positions `first…`,
+/// if exactly the lines before `first` are stored; returns the last sequence reserved.
+pub fn reserve_log_sequences(lease: &Lease, first: u64, count: u64) -> Statement {
     let mut statement = Statement::new("UPDATE runs SET last_log_seq = last_log_seq + ");
-    statement.push_bind(to_i64(count)).push(" WHERE id = ").push_bind(lease.run_id.to_string());
+    statement.push_bind(to_i64(count)).push(", log_position = ").push_bind(to_i64(first + count));
+    statement.push(" WHERE id = ").push_bind(lease.run_id.to_string());
     statement.push(" AND lease_epoch = ").push_bind(to_i64(lease.epoch));
-    statement.push(" AND state = 'running' RETURNING last_log_seq AS int");
+    statement.push(" AND state = 'running' AND log_position = ").push_bind(to_i64(first));
+    statement.push(" RETURNING last_log_seq AS int");
+    statement
+}
+
+/// How many lines are stored under a lease, if it is the run's current one.
+pub fn log_position(lease: &Lease) -> Statement {
+    let mut statement = Statement::new("SELECT log_position AS int FROM runs WHERE id = ");
+    statement.push_bind(lease.run_id.to_string()).push(" AND lease_epoch = ").push_bind(to_i64(lease.epoch));
+    statement.push(" AND state = 'running'");
     statement
 }
 
@@ -956,6 +969,9 @@ pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
 }
 
 /// The channel processes sharing a Postgres database notify each other on.
+pub mod retention;
+pub mod workers;
+
 pub const NOTIFY_CHANNEL: &str = "conclave_events";
 
 /// Sends messages on [`NOTIFY_CHANNEL`] (Postgres only), one statement per chunk.

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use super::{
-    sql::{self, Statement},
+    sql::{self, retention, workers, Statement},
     ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
 };
 use crate::{
-    domain::{Lease, LogLine, NewLogLine, NewRun, Run, RunEvent, RunId, RunQuery, Timestamp, WorkspaceId},
+    domain::{Lease, LogLine, NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery, Timestamp, Worker, WorkerId, WorkspaceId},
     error::{Error, Result},
 };
 
@@ -46,8 +46,29 @@ pub struct SqlStore<DB: Database> {
     pub(super) writer: Pool<DB>,
     pub(super) reader: Pool<DB>,
     pub(super) dialect: Dialect,
-    /// The notifications of other processes (Postgres).
-    pub(super) bus: Option<super::postgres::Bus>,
+    /// What the processes sharing the database share (Postgres): notifications and leadership.
+    pub(super) cluster: Option<super::postgres::Cluster>,
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+    sql::Scalars: for<'r> sqlx::FromRow<'r, DB::Row>,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    /// The run ids a statement selects (`AS text`), inside a transaction.
+    async fn select_ids(&self, tx: &mut DB::Connection, statement: Statement) -> Result<Vec<RunId>> {
+        let rows = sql::query::<DB>(statement).fetch_all(&mut *tx).await?;
+        let ids = rows
+            .iter()
+            .map(|row| <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(row).map(|row| row.text.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        sql::parse_ids(ids)
+    }
 }
 
 /// Reads rows of type `T` through a pool.
@@ -77,6 +98,7 @@ where
     sql::LogRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     sql::JournalRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     sql::Scalars: for<'r> sqlx::FromRow<'r, DB::Row>,
+    workers::WorkerRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -170,17 +192,36 @@ where
         })
     }
 
-    async fn append_logs(&self, lease: &Lease, attempt: u32, lines: &[NewLogLine]) -> Result<Vec<LogLine>> {
-        if lines.is_empty() {
-            return Ok(Vec::new());
-        }
+    async fn append_logs(&self, lease: &Lease, attempt: u32, first: u64, lines: &[NewLogLine]) -> Result<Vec<LogLine>> {
+        let (mut first, mut lines) = (first, lines);
         let mut tx = self.writer.begin().await?;
-        let count = lines.len() as u64;
-        let reserved = sql::query::<DB>(sql::reserve_log_sequences(lease, count)).fetch_optional(&mut *tx).await?;
-        let Some(row) = reserved else {
-            return Err(Error::StaleLease { run_id: lease.run_id.to_string(), epoch: lease.epoch });
+        let last = loop {
+            if lines.is_empty() {
+                return Ok(Vec::new());
+            }
+            let count = lines.len() as u64;
+            let reserved = sql::query::<DB>(sql::reserve_log_sequences(lease, first, count)).fetch_optional(&mut *tx).await?;
+            if let Some(row) = reserved {
+                break <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&row)?.int.map_or(0, sql::to_u64);
+            }
+            // Either the lease is gone, or the batch overlaps lines already stored (sent again
+            // after an ambiguous failure): skip what is stored and try again.
+            let position = sql::query::<DB>(sql::log_position(lease)).fetch_optional(&mut *tx).await?;
+            let Some(row) = position else {
+                return Err(Error::StaleLease { run_id: lease.run_id.to_string(), epoch: lease.epoch });
+            };
+            let stored = <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&row)?.int.map_or(0, sql::to_u64);
+            if stored < first {
+                return Err(Error::precondition(
+                    "LOG_LINES_MISSING",
+                    format!("run {}: log lines {stored}..{first} of this lease were never stored; send them first", lease.run_id),
+                ));
+            }
+            let skip = usize::try_from(stored - first).unwrap_or(usize::MAX).min(lines.len());
+            lines = &lines[skip..];
+            first = stored;
         };
-        let last = <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&row)?.int.map_or(0, sql::to_u64);
+        let count = lines.len() as u64;
         let stored = sql::number_log_lines(lease.run_id, last - count, attempt, lines);
         for statement in sql::insert_logs(&stored) {
             sql::query::<DB>(statement).execute(&mut *tx).await?;
@@ -233,8 +274,106 @@ where
         ))
     }
 
+    async fn register_worker(&self, worker: &NewWorker, now: Timestamp) -> Result<Worker> {
+        let mut conn = self.writer.acquire().await?;
+        sql::query::<DB>(workers::register(worker, now)?).execute(&mut *conn).await?;
+        drop(conn);
+        self.get_worker(&worker.id).await?.ok_or_else(|| Error::Internal(format!("worker {} vanished as it registered", worker.id)))
+    }
+
+    async fn worker_heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<Option<Worker>> {
+        let mut conn = self.writer.acquire().await?;
+        let updated = sql::query::<DB>(workers::heartbeat(id, now)).fetch_optional(&mut *conn).await?;
+        drop(conn);
+        if updated.is_none() {
+            return Ok(None);
+        }
+        self.get_worker(id).await
+    }
+
+    async fn get_worker(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        let rows: Vec<workers::WorkerRow> = read(&self.reader, workers::select(id)).await?;
+        rows.into_iter().next().map(Worker::try_from).transpose()
+    }
+
+    async fn list_workers(&self, after: Option<&WorkerId>, limit: u32) -> Result<Vec<Worker>> {
+        let rows: Vec<workers::WorkerRow> = read(&self.reader, workers::list(after, limit)).await?;
+        rows.into_iter().map(Worker::try_from).collect()
+    }
+
+    async fn set_worker_draining(&self, id: &WorkerId, draining: bool) -> Result<Option<Worker>> {
+        let mut conn = self.writer.acquire().await?;
+        let updated = sql::query::<DB>(workers::set_draining(id, draining)).fetch_optional(&mut *conn).await?;
+        drop(conn);
+        if updated.is_none() {
+            return Ok(None);
+        }
+        self.get_worker(id).await
+    }
+
+    async fn stop_worker(&self, id: &WorkerId, now: Timestamp) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        sql::query::<DB>(workers::stop(id, now)).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn mark_stale_workers(&self, cutoff: Timestamp, now: Timestamp) -> Result<Vec<WorkerId>> {
+        let mut conn = self.writer.acquire().await?;
+        let rows = sql::query::<DB>(workers::mark_stale(cutoff, now)).fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|row| Ok(WorkerId::new(<sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(row)?.text.unwrap_or_default())))
+            .collect()
+    }
+
+    async fn leases_of(&self, worker: &WorkerId) -> Result<Vec<Lease>> {
+        let rows: Vec<sql::RunRow> = read(&self.reader, workers::leased_runs(worker)).await?;
+        let runs = rows.into_iter().map(Run::try_from).collect::<Result<Vec<_>>>()?;
+        Ok(runs.into_iter().filter_map(|run| run.lease).collect())
+    }
+
+    async fn prune_histories(&self, before: Timestamp, limit: u32, now: Timestamp) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let ids = self.select_ids(&mut tx, retention::histories_to_prune(before, limit, self.dialect.locks_rows())).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        for (table, column) in retention::HISTORY_TABLES {
+            sql::query::<DB>(retention::delete_of_runs(table, column, &ids)).execute(&mut *tx).await?;
+        }
+        sql::query::<DB>(retention::mark_pruned(&ids, now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn delete_finished_runs(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let ids = self.select_ids(&mut tx, retention::runs_to_delete(before, limit, self.dialect.locks_rows())).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        for (table, column) in retention::HISTORY_TABLES.into_iter().chain(retention::OWNED_TABLES) {
+            sql::query::<DB>(retention::delete_of_runs(table, column, &ids)).execute(&mut *tx).await?;
+        }
+        sql::query::<DB>(retention::delete_of_runs("runs", "id", &ids)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn try_lead(&self) -> Result<bool> {
+        match &self.cluster {
+            Some(cluster) => cluster.leadership.try_lead().await,
+            None => Ok(true),
+        }
+    }
+
+    async fn resign(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.leadership.resign().await;
+        }
+    }
+
     async fn notify(&self, messages: &[String]) -> Result<()> {
-        if self.bus.is_none() || messages.is_empty() {
+        if self.cluster.is_none() || messages.is_empty() {
             return Ok(());
         }
         let mut conn = self.writer.acquire().await?;
@@ -245,6 +384,6 @@ where
     }
 
     fn listen(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.bus.as_ref().map(super::postgres::Bus::subscribe)
+        self.cluster.as_ref().map(|cluster| cluster.bus.subscribe())
     }
 }

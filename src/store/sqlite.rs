@@ -39,6 +39,6 @@ impl SqlStore<Sqlite> {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader, dialect: Dialect::Sqlite, bus: None })
+        Ok(Self { writer, reader, dialect: Dialect::Sqlite, cluster: None })
     }
 }

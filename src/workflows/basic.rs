@@ -139,3 +139,52 @@ impl Workflow for Approval {
         Ok(json!({ "decision": kind, "input": input, "note": decision.note }))
     }
 }
+
+/// `steps`: a run made of `steps` journaled steps (default 3), each writing `lines` log lines
+/// (default 2) and taking `step_ms` (default 0) — a workload for demos, load and crash tests.
+/// Each step's lines are stored before the step is journaled, so a resumed run skips finished
+/// steps and their lines exactly. Output: `{"steps": n}`.
+pub struct Steps;
+
+struct StepsParams {
+    steps: u64,
+    lines: u64,
+    pause: Duration,
+}
+
+fn steps_params(input: &Map<String, Value>) -> Result<StepsParams> {
+    input::only_fields(input, &["steps", "lines", "step_ms"])?;
+    Ok(StepsParams {
+        steps: input::opt_count(input, "steps", 10_000)?.unwrap_or(3),
+        lines: input::opt_count(input, "lines", 10_000)?.unwrap_or(2),
+        pause: Duration::from_millis(input::opt_count(input, "step_ms", 3_600_000)?.unwrap_or(0)),
+    })
+}
+
+#[async_trait]
+impl Workflow for Steps {
+    fn validate(&self, input: &Map<String, Value>) -> Result<()> {
+        steps_params(input).map(drop)
+    }
+
+    async fn run(&self, ctx: &RunContext) -> Result<Value, WorkflowError> {
+        let params = parse_at_run(steps_params, ctx)?;
+        for step in 0..params.steps {
+            ctx.step(&format!("step-{step}"), || async move {
+                for line in 0..params.lines {
+                    ctx.log(LogStream::Stdout, &format!("step {step} line {line} attempt {}", ctx.attempt())).await;
+                }
+                if !params.pause.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(params.pause) => {}
+                        () = ctx.cancelled() => return Err(WorkflowError::Cancelled),
+                    }
+                }
+                ctx.flush_logs().await;
+                Ok(step)
+            })
+            .await?;
+        }
+        Ok(json!({ "steps": params.steps }))
+    }
+}

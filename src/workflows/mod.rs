@@ -6,7 +6,7 @@ mod basic;
 mod input;
 mod shell;
 
-pub use basic::{Approval, Echo, Noop, Sleep};
+pub use basic::{Approval, Echo, Noop, Sleep, Steps};
 pub use shell::{Shell, ShellConfig};
 
 use crate::engine::Registry;
@@ -19,6 +19,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("sleep", Sleep)
         .register("echo", Echo)
         .register("approval", Approval)
+        .register("steps", Steps)
         .register("shell", Shell::new(shell));
     registry
 }

@@ -1,0 +1,123 @@
+//! Where an attempt's writes go. In a server process, the attempt writes to the store through
+//! the engine; in a remote worker (`conclave worker`), it writes to a server over
+//! `WorkerService`. The executor and [`RunContext`](super::RunContext) are written once against
+//! [`AttemptHost`], so a built-in kind behaves the same wherever it runs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{lifecycle, Core, EngineConfig};
+use crate::{
+    domain::{Lease, NewLogLine, RunError, Timestamp},
+    error::Result,
+    store::{JournalEntry, LeaseStatus},
+};
+
+/// How an attempt ended, as the one who executed it reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// The workflow returned an output.
+    Succeeded(Value),
+    /// The attempt failed; the run is retried if the error and its attempts allow.
+    Failed(RunError),
+    /// The workflow stopped because the run was cancelled.
+    Cancelled,
+    /// The worker gives the run back unfinished (it is shutting down); its journal stays.
+    Released,
+}
+
+/// The timings an attempt keeps to.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptSettings {
+    /// How often the lease is extended.
+    pub heartbeat_interval: Duration,
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How long a cancelled run may take to stop before it is stopped by force.
+    pub cancel_grace: Duration,
+    /// Log lines an attempt may buffer before logging waits.
+    pub log_buffer: usize,
+    /// Log lines written per batch at most.
+    pub log_batch: usize,
+}
+
+impl From<&EngineConfig> for AttemptSettings {
+    fn from(config: &EngineConfig) -> Self {
+        Self {
+            heartbeat_interval: config.heartbeat_interval,
+            lease_ttl: config.lease_ttl,
+            cancel_grace: config.cancel_grace,
+            log_buffer: config.log_buffer,
+            log_batch: config.log_batch,
+        }
+    }
+}
+
+/// The writes of an attempt, each under its lease: a write whose lease is no longer the run's
+/// current one fails with `StaleLease`.
+#[async_trait]
+pub trait AttemptHost: Send + Sync + 'static {
+    /// Commits a finished step's result to the run's journal.
+    async fn record_step(&self, lease: &Lease, entry: JournalEntry) -> Result<()>;
+
+    /// Appends a workflow event to the run's event stream.
+    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()>;
+
+    /// Puts the run in the waiting state until a decision for `key` arrives.
+    async fn suspend(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()>;
+
+    /// Appends log lines; `first` is the position of the first among all the lines of this
+    /// lease (from 0), so a batch sent again is stored once.
+    async fn append_logs(&self, lease: &Lease, attempt: u32, first: u64, lines: &[NewLogLine]) -> Result<()>;
+
+    /// Waits until every line appended so far is stored.
+    async fn flush_logs(&self, lease: &Lease) -> Result<()>;
+
+    /// Extends the lease by its time to live; says whether cancellation was requested.
+    async fn extend_lease(&self, lease: &Lease) -> Result<LeaseStatus>;
+
+    /// Records how the attempt ended.
+    async fn finish(&self, lease: &Lease, ending: Ending) -> Result<()>;
+}
+
+#[async_trait]
+impl AttemptHost for Core {
+    async fn record_step(&self, lease: &Lease, entry: JournalEntry) -> Result<()> {
+        let lease = lease.clone();
+        self.update(lease.run_id, move |run| lifecycle::record_step(run, &lease, entry.clone())).await?;
+        Ok(())
+    }
+
+    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()> {
+        let (lease, event_type, now) = (lease.clone(), event_type.to_owned(), Timestamp::now());
+        self.update(lease.run_id, move |run| lifecycle::workflow_event(run, &lease, &event_type, data.clone(), now)).await?;
+        Ok(())
+    }
+
+    async fn suspend(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()> {
+        let (lease, key, prompt, now) = (lease.clone(), key.to_owned(), prompt.to_owned(), Timestamp::now());
+        self.update(lease.run_id, move |run| lifecycle::suspend(run, &lease, &key, &prompt, now)).await?;
+        Ok(())
+    }
+
+    async fn append_logs(&self, lease: &Lease, attempt: u32, first: u64, lines: &[NewLogLine]) -> Result<()> {
+        let stored = self.store.append_logs(lease, attempt, first, lines).await?;
+        self.fanout.publish_logs(lease.run_id, stored);
+        Ok(())
+    }
+
+    async fn flush_logs(&self, _lease: &Lease) -> Result<()> {
+        // Every append above is stored before it returns.
+        Ok(())
+    }
+
+    async fn extend_lease(&self, lease: &Lease) -> Result<LeaseStatus> {
+        self.store.extend_lease(lease, Timestamp::now().plus(self.config.lease_ttl)).await
+    }
+
+    async fn finish(&self, lease: &Lease, ending: Ending) -> Result<()> {
+        self.end_attempt(lease, ending).await.map(drop)
+    }
+}

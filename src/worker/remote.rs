@@ -1,0 +1,291 @@
+//! The remote side of an attempt: [`Servers`], a `WorkerService` client that fails over between
+//! the servers it was given, and [`RemoteHost`], which sends an attempt's writes to them. Log
+//! lines go on a client stream per run; every batch carries its position, so after a broken
+//! stream the unacknowledged batches are sent again (to another server, if need be) and stored
+//! once.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{
+    api::{convert, status::error_from_status},
+    domain::{Lease, NewLogLine, RunId},
+    engine::{AttemptHost, Ending},
+    error::{Error, Result},
+    proto::{self, worker_service_client::WorkerServiceClient},
+    store::{JournalEntry, LeaseStatus},
+};
+
+/// How many times a call is tried, across the servers, before its error is returned.
+const CALL_TRIES: usize = 6;
+
+/// Log lines held for resending before a flush is forced.
+const MAX_UNACKNOWLEDGED_LINES: usize = 5000;
+
+/// The servers a worker talks to; calls go to the current one, and move on to the next when it
+/// is unreachable.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    channels: Arc<[(String, Channel)]>,
+    current: Arc<AtomicUsize>,
+}
+
+impl Servers {
+    /// Servers at these URLs (`http://host:port`); connections are made when first used.
+    pub fn new(urls: &[String]) -> Result<Self> {
+        if urls.is_empty() {
+            return Err(Error::invalid("server", "give at least one server URL, e.g. --server http://127.0.0.1:50051"));
+        }
+        let channels = urls
+            .iter()
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.clone())
+                    .map_err(|err| Error::invalid("server", format!("`{url}` is not a server URL: {err}")))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5));
+                Ok((url.clone(), endpoint.connect_lazy()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { channels: channels.into(), current: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// A client of the current server, and its index.
+    pub fn client(&self) -> (usize, WorkerServiceClient<Channel>) {
+        let index = self.current.load(Ordering::Relaxed) % self.channels.len();
+        (index, WorkerServiceClient::new(self.channels[index].1.clone()))
+    }
+
+    /// Moves on from server `failed` to the next one (unless another call already did).
+    pub fn fail_over(&self, failed: usize) {
+        let next = (failed + 1) % self.channels.len();
+        if self.current.compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() && self.channels.len() > 1 {
+            tracing::warn!(from = %self.channels[failed].0, to = %self.channels[next].0, "server unreachable; failing over");
+        }
+    }
+
+    /// Makes a unary call, trying again on the next server while servers are unreachable.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(WorkerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut tries = 0;
+        loop {
+            let (index, client) = self.client();
+            let err = match call(client).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => error_from_status(&status),
+            };
+            tries += 1;
+            if !matches!(err, Error::Unavailable(_)) || tries >= CALL_TRIES {
+                return Err(err);
+            }
+            self.fail_over(index);
+            tokio::time::sleep(Duration::from_millis(100 * tries as u64)).await;
+        }
+    }
+}
+
+/// What the worker's heartbeats last said about a run it holds.
+#[derive(Debug, Clone, Copy)]
+struct HeldView {
+    status: LeaseStatus,
+    /// When a heartbeat last answered for it.
+    confirmed: Instant,
+}
+
+/// One run's log stream, and the batches it has not acknowledged yet.
+#[derive(Default)]
+struct LogStream {
+    pending: Vec<proto::AppendLogsRequest>,
+    pending_lines: usize,
+    open: Option<(mpsc::Sender<proto::AppendLogsRequest>, JoinHandle<Result<proto::AppendLogsResponse, tonic::Status>>, usize)>,
+}
+
+/// Sends an attempt's writes to the servers.
+pub struct RemoteHost {
+    servers: Servers,
+    /// Leases as the worker's heartbeat loop last saw them.
+    held: Mutex<HashMap<RunId, HeldView>>,
+    logs: tokio::sync::Mutex<HashMap<RunId, LogStream>>,
+    /// A lease whose heartbeat has not been confirmed for this long is reported unreachable.
+    lease_ttl: Duration,
+}
+
+impl RemoteHost {
+    /// A host over `servers`.
+    pub fn new(servers: Servers, lease_ttl: Duration) -> Self {
+        Self { servers, held: Mutex::new(HashMap::new()), logs: tokio::sync::Mutex::new(HashMap::new()), lease_ttl }
+    }
+
+    /// Records what a heartbeat said about a run.
+    pub fn confirm(&self, run: RunId, status: LeaseStatus) {
+        self.held().insert(run, HeldView { status, confirmed: Instant::now() });
+    }
+
+    /// Forgets a run the worker no longer holds.
+    pub async fn forget(&self, run: RunId) {
+        self.held().remove(&run);
+        self.logs.lock().await.remove(&run);
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, HeldView>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a log stream to the current server and sends every unacknowledged batch on it.
+    async fn open_stream(&self, stream: &mut LogStream) {
+        let (sender, receiver) = mpsc::channel(16);
+        let (index, mut client) = self.servers.client();
+        let response = tokio::spawn(async move { client.append_logs(ReceiverStream::new(receiver)).await.map(tonic::Response::into_inner) });
+        for batch in &stream.pending {
+            if sender.send(batch.clone()).await.is_err() {
+                break;
+            }
+        }
+        stream.open = Some((sender, response, index));
+    }
+}
+
+fn lease_request(lease: &Lease) -> (String, u64) {
+    (lease.run_id.to_string(), lease.epoch)
+}
+
+#[async_trait]
+impl AttemptHost for RemoteHost {
+    async fn record_step(&self, lease: &Lease, entry: JournalEntry) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::RecordStepRequest {
+            run_id,
+            epoch,
+            key: entry.key,
+            output: Some(convert::json_to_value(&entry.output)),
+            duration: Some(convert::duration(entry.duration)),
+        };
+        self.servers.call(|mut client| {
+            let request = request.clone();
+            async move { client.record_step(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::EmitEventRequest { run_id, epoch, event_type: event_type.to_owned(), data: Some(convert::json_to_value(&data)) };
+        self.servers.call(|mut client| {
+            let request = request.clone();
+            async move { client.emit_event(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn suspend(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::SuspendRunRequest { run_id, epoch, key: key.to_owned(), prompt: prompt.to_owned() };
+        self.servers.call(|mut client| {
+            let request = request.clone();
+            async move { client.suspend_run(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn append_logs(&self, lease: &Lease, _attempt: u32, first: u64, lines: &[NewLogLine]) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let batch = proto::AppendLogsRequest { run_id, epoch, first_position: first, lines: lines.iter().map(convert::new_log_line).collect() };
+        let mut streams = self.logs.lock().await;
+        let stream = streams.entry(lease.run_id).or_default();
+        stream.pending.push(batch.clone());
+        stream.pending_lines += lines.len();
+        match &stream.open {
+            Some((sender, _, _)) => {
+                if sender.send(batch).await.is_err() {
+                    // The stream broke; the next flush sends everything again.
+                    stream.open = None;
+                }
+            }
+            None => self.open_stream(stream).await,
+        }
+        let full = stream.pending_lines >= MAX_UNACKNOWLEDGED_LINES;
+        drop(streams);
+        if full {
+            return self.flush_logs(lease).await;
+        }
+        Ok(())
+    }
+
+    async fn flush_logs(&self, lease: &Lease) -> Result<()> {
+        let mut streams = self.logs.lock().await;
+        let Some(stream) = streams.get_mut(&lease.run_id) else { return Ok(()) };
+        if stream.pending.is_empty() {
+            return Ok(());
+        }
+        if stream.open.is_none() {
+            self.open_stream(stream).await;
+        }
+        let Some((sender, response, index)) = stream.open.take() else { return Ok(()) };
+        drop(sender);
+        let result = match response.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(error_from_status(&status)),
+            Err(join) => Err(Error::Internal(format!("log stream task failed: {join}"))),
+        };
+        match result {
+            Ok(()) => {
+                stream.pending.clear();
+                stream.pending_lines = 0;
+                Ok(())
+            }
+            Err(err @ Error::StaleLease { .. }) => Err(err),
+            Err(err) => {
+                self.servers.fail_over(index);
+                Err(Error::Unavailable(format!("log lines not acknowledged yet, will send them again: {err}")))
+            }
+        }
+    }
+
+    async fn extend_lease(&self, lease: &Lease) -> Result<LeaseStatus> {
+        // The worker's heartbeat loop extends every lease it holds at once; this reports what
+        // it last heard.
+        match self.held().get(&lease.run_id) {
+            Some(view) if view.confirmed.elapsed() < self.lease_ttl => Ok(view.status),
+            Some(_) => Err(Error::Unavailable("no heartbeat reached a server lately".into())),
+            None => Ok(LeaseStatus::Held { cancel_requested: false }),
+        }
+    }
+
+    async fn finish(&self, lease: &Lease, ending: Ending) -> Result<()> {
+        use proto::finish_run_request::Ending as Wire;
+        let (run_id, epoch) = lease_request(lease);
+        let ending = match ending {
+            Ending::Succeeded(output) => Wire::Output(convert::json_to_value(&output)),
+            Ending::Failed(error) => Wire::Error(convert::run_error(&error)),
+            Ending::Cancelled => Wire::Cancelled(proto::Cancelled {}),
+            Ending::Released => Wire::Released(proto::Released {}),
+        };
+        let request = proto::FinishRunRequest { run_id, epoch, ending: Some(ending) };
+        self.servers.call(|mut client| {
+            let request = request.clone();
+            async move { client.finish_run(request).await }
+        })
+        .await
+        .map(drop)
+    }
+}
