@@ -248,7 +248,7 @@ impl Settings {
 fn retention(field: &str, value: Option<f64>, default: Option<Duration>) -> Result<Option<Duration>> {
     match value {
         None => Ok(default),
-        Some(value) if value == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(value) if value.is_finite() && value > 0.0 && value < 1e11 => Ok(Some(Duration::from_secs_f64(value))),
         Some(value) => Err(Error::invalid(field, format!("must be a number of seconds (0 keeps forever), not {value}"))),
     }

@@ -135,7 +135,7 @@ async fn a_revoked_lease_is_told_at_once_and_the_worker_may_resume_from_the_jour
     // An operator rescues everything the worker holds: the stream says so at once.
     let mut admin = AdminServiceClient::new(Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap());
     let rescued = admin.rescue_runs(proto::RescueRunsRequest { worker_id: me.id.clone() }).await.unwrap().into_inner();
-    assert_eq!(rescued.run_ids, [run.id.clone()]);
+    assert_eq!(rescued.run_ids, std::slice::from_ref(&run.id));
     match next(&mut stream).await {
         Kind::Revoked(revoked) => assert_eq!((revoked.run_id.as_str(), revoked.epoch), (run.id.as_str(), first.epoch)),
         other => panic!("expected a revocation, got {other:?}"),

@@ -233,7 +233,7 @@ pub fn from_run(run: proto::Run) -> Result<Run> {
         attempt: run.attempt,
         attempt_timeout: run.attempt_timeout.map(|value| from_duration(value, "run.attempt_timeout")).transpose()?.unwrap_or_default(),
         deadline: time(run.deadline, "run.deadline")?,
-        concurrency: (!run.concurrency_key.is_empty()).then(|| (run.concurrency_key, run.concurrency_limit)),
+        concurrency: (!run.concurrency_key.is_empty()).then_some((run.concurrency_key, run.concurrency_limit)),
         labels: run.labels.into_iter().collect(),
         request_id: (!run.request_id.is_empty()).then_some(run.request_id),
         created_at: required(run.create_time, "run.create_time")?,

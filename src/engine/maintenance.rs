@@ -28,10 +28,10 @@ pub(super) async fn maintain(core: Arc<Core>) {
             _ = ticks.tick() => {}
             () = core.shutdown.cancelled() => break,
         }
-        if core.config.worker_slots > 0 {
-            if let Err(err) = core.store.worker_heartbeat(&core.config.worker_id, Timestamp::now()).await {
-                tracing::warn!(error = %err, "could not record this process's worker heartbeat; will retry");
-            }
+        if core.config.worker_slots > 0
+            && let Err(err) = core.store.worker_heartbeat(&core.config.worker_id, Timestamp::now()).await
+        {
+            tracing::warn!(error = %err, "could not record this process's worker heartbeat; will retry");
         }
         let leads = match core.store.try_lead().await {
             Ok(leads) => leads,

@@ -47,7 +47,7 @@ pub struct Registration {
 #[derive(Debug, Clone)]
 pub enum AssignmentMessage {
     /// A run to execute, with the steps already journaled.
-    Run { run: Run, journal: Vec<JournalEntry> },
+    Run { run: Box<Run>, journal: Vec<JournalEntry> },
     /// A lease the worker held is no longer the run's.
     Revoked { run_id: RunId, epoch: u64, reason: String },
     /// A run the worker holds was asked to cancel.
@@ -328,7 +328,7 @@ impl Dispatcher {
         while let Some(run) = claimed.next() {
             let Some(epoch) = run.lease.as_ref().map(|lease| lease.epoch) else { continue };
             let journal = if run.last_event_sequence > 2 { self.core.store.read_journal(run.id).await } else { Ok(Vec::new()) };
-            let message = journal.map(|journal| AssignmentMessage::Run { run: run.clone(), journal });
+            let message = journal.map(|journal| AssignmentMessage::Run { run: Box::new(run.clone()), journal });
             self.hold(run.id, epoch, ended);
             if self.sender.send(message).await.is_err() {
                 // The worker went away before it got these runs: give them back at once.

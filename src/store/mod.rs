@@ -311,15 +311,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(super::redact("postgres://bob:hunter2@db:5432/x"), "postgres://bob:***@db:5432/x");
-        assert_eq!(super::redact("postgres://bob@db/x"), "postgres://bob@db/x");
-        assert_eq!(super::redact("sqlite://data/c.db"), "sqlite://data/c.db");
-    }
-}
 
 /// Parses a JSON column.
 fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
@@ -329,4 +320,14 @@ fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Resu
 /// Serializes a value for a JSON column.
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|err| Error::Internal(format!("cannot serialize: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redact("postgres://bob:hunter2@db:5432/x"), "postgres://bob:***@db:5432/x");
+        assert_eq!(super::redact("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(super::redact("sqlite://data/c.db"), "sqlite://data/c.db");
+    }
 }

@@ -68,7 +68,7 @@ fn held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<RunId, (u64, Signals)>
 /// Runs the worker until `shutdown` resolves or it is drained.
 pub async fn run(args: WorkerArgs, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let seconds = |field: &str, value: f64| {
-        if value.is_finite() && value >= 0.0 && value < 1e6 {
+        if (0.0..1e6).contains(&value) {
             Ok(Duration::from_secs_f64(value))
         } else {
             Err(Error::invalid(field, format!("must be a number of seconds, not {value}")))
@@ -198,11 +198,11 @@ impl Worker {
             Kind::Run(assignment) => self.start(assignment),
             Kind::Revoked(revoked) => {
                 let Ok(run) = RunId::parse("run_id", &revoked.run_id) else { return };
-                if let Some((epoch, signals)) = held(&self.held).get(&run) {
-                    if *epoch == revoked.epoch {
-                        tracing::warn!(run = %run, reason = %revoked.reason, "lease revoked; stopping the run");
-                        signals.lost.cancel();
-                    }
+                if let Some((epoch, signals)) = held(&self.held).get(&run)
+                    && *epoch == revoked.epoch
+                {
+                    tracing::warn!(run = %run, reason = %revoked.reason, "lease revoked; stopping the run");
+                    signals.lost.cancel();
                 }
             }
             Kind::Cancel(cancel) => {

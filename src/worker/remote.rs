@@ -109,12 +109,16 @@ struct HeldView {
     confirmed: Instant,
 }
 
+/// An open `AppendLogs` stream: where to send batches, the answer to await when it is closed,
+/// and the index of its server.
+type OpenStream = (mpsc::Sender<proto::AppendLogsRequest>, JoinHandle<Result<proto::AppendLogsResponse, tonic::Status>>, usize);
+
 /// One run's log stream, and the batches it has not acknowledged yet.
 #[derive(Default)]
 struct LogStream {
     pending: Vec<proto::AppendLogsRequest>,
     pending_lines: usize,
-    open: Option<(mpsc::Sender<proto::AppendLogsRequest>, JoinHandle<Result<proto::AppendLogsResponse, tonic::Status>>, usize)>,
+    open: Option<OpenStream>,
 }
 
 /// Sends an attempt's writes to the servers.
