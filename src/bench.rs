@@ -12,6 +12,12 @@
 //!   connected before it starts; delivery rate and latency, once at a steady pace and once at
 //!   full speed, checking that every follower got every line exactly once.
 //!
+//! With `--processes 1,2,4` the bench measures `conclave serve` itself instead: for each count,
+//! that many child processes of this executable, each on a loopback port of its own and with
+//! workers of its own, all sharing one fresh Postgres database. The clients spread their calls
+//! over the processes, and the throughput and latency workloads run as above (the log fan-out is
+//! measured in-process only). The children are killed however the bench ends.
+//!
 //! Latencies compare server-side timestamps (`start_time − create_time`), or a line's `time`
 //! with the moment the client received it, on the same machine clock. Figures are printed with
 //! the targets they are held to, never asserted. The CPU time of the server's threads and of the
@@ -105,15 +111,24 @@ pub struct BenchArgs {
     /// Lines per write of the fan-out run (a divisor of --log-lines).
     #[arg(long, default_value_t = 2)]
     pub log_burst: u64,
-    /// Worker slots of the engine (runs executed at once).
+    /// Worker slots of the engine (runs executed at once), per server process with `--processes`.
     #[arg(long, default_value_t = 64)]
     pub workers: usize,
-    /// Postgres connection pool size of the server.
+    /// Postgres connection pool size of the server, per server process with `--processes`.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
     /// Run only one workload (`throughput` includes the latency under load).
     #[arg(long, value_enum)]
     pub only: Option<Workload>,
+    /// Measure `conclave serve` child processes on one Postgres database instead of an
+    /// in-process server: a comma-separated list of process counts, each measured on a fresh
+    /// database (e.g. `--store postgres --processes 1,2,4`). Each process has `--workers` slots
+    /// and `--db-connections` connections; the throughput and latency workloads are run.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub processes: Vec<usize>,
+    /// Also write every figure to this file, one JSON object per line (for scripts).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// The server's message size limit, as `conclave serve` defaults it.
@@ -130,39 +145,87 @@ const FANOUT_SETTLE: Duration = Duration::from_secs(1);
 const FOLLOWERS_PER_CHANNEL: usize = 100;
 /// What the echo run writes, a line of a typical length.
 const LOG_LINE: &str = "bench: step 42 finished; wrote 3 files, 2 tests passed, 0 failed, next: review";
+/// The most `conclave serve` child processes one measurement may start.
+const MAX_PROCESSES: usize = 16;
+/// How long a child process may take to answer its health check as serving.
+const CHILD_READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long a child process may take to exit after SIGTERM before it is killed.
+const CHILD_EXIT_LIMIT: Duration = Duration::from_secs(20);
 
 /// Runs the benchmarks and prints the figures.
 pub async fn run(args: BenchArgs) -> Result<()> {
     init_logging();
     validate(&args)?;
-    let stores: &[StoreKind] = match args.store {
-        StoreChoice::Sqlite => &[StoreKind::Sqlite],
-        StoreChoice::Postgres => &[StoreKind::Postgres],
-        StoreChoice::Both => &[StoreKind::Sqlite, StoreKind::Postgres],
-    };
-    let admin_url = postgres_admin_url(&args, stores)?;
+    let setups = setups(&args);
+    let stores: Vec<StoreKind> = setups.iter().map(|setup| setup.store).collect();
+    let admin_url = postgres_admin_url(&args, &stores)?;
     let mut report = Report::default();
     let mut result = Ok(());
-    for &store in stores {
-        result = bench_on_fresh_database(store, admin_url.as_deref(), &args, &mut report).await;
+    for setup in setups {
+        result = bench_on_fresh_database(setup, admin_url.as_deref(), &args, &mut report).await;
         if result.is_err() {
             break;
         }
     }
     report.print();
+    if let Some(path) = &args.json {
+        result = result.and(report.write_json(path));
+    }
     result
 }
 
-/// Creates a database for the store, measures it, and removes the database.
-async fn bench_on_fresh_database(store: StoreKind, admin_url: Option<&str>, args: &BenchArgs, report: &mut Report) -> Result<()> {
-    let database = BenchDatabase::create(store, admin_url, report).await?;
-    // Ctrl-C stops the measurement, but the database is still removed.
+/// What to measure, in order: each store in-process, or Postgres behind each process count.
+fn setups(args: &BenchArgs) -> Vec<Setup> {
+    if !args.processes.is_empty() {
+        return args.processes.iter().map(|&count| Setup { store: StoreKind::Postgres, processes: Some(count) }).collect();
+    }
+    let stores: &[StoreKind] = match args.store {
+        StoreChoice::Sqlite => &[StoreKind::Sqlite],
+        StoreChoice::Postgres => &[StoreKind::Postgres],
+        StoreChoice::Both => &[StoreKind::Sqlite, StoreKind::Postgres],
+    };
+    stores.iter().map(|&store| Setup { store, processes: None }).collect()
+}
+
+/// Creates a database for the setup, measures it, and removes the database.
+async fn bench_on_fresh_database(setup: Setup, admin_url: Option<&str>, args: &BenchArgs, report: &mut Report) -> Result<()> {
+    let database = BenchDatabase::create(setup.store, admin_url, report).await?;
+    // Ctrl-C or SIGTERM stops the measurement (dropping it kills any child servers), but the
+    // database is still removed.
+    let measured = async {
+        match setup.processes {
+            None => bench_store(setup, &database.url, args, report).await,
+            Some(count) => bench_processes(setup, count, &database.url, args, report).await,
+        }
+    };
     let result = tokio::select! {
-        result = bench_store(store, &database.url, args, report) => result,
-        _ = tokio::signal::ctrl_c() => Err(Error::Internal("interrupted".into())),
+        result = measured => result,
+        () = stop_requested() => Err(Error::Internal("interrupted".into())),
     };
     let removed = database.remove().await;
     result.and(removed)
+}
+
+/// Resolves when the bench is asked to stop: Ctrl-C (SIGINT) or SIGTERM. A signal that cannot be
+/// listened for never resolves.
+async fn stop_requested() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }
 
 /// The bench's own diagnostics (and the server's warnings) go to stderr; `CONCLAVE_LOG` overrides.
@@ -193,6 +256,17 @@ fn validate(args: &BenchArgs) -> Result<()> {
     if args.log_interval_ms > 60_000 {
         return Err(Error::invalid("log_interval_ms", "must be at most 60,000 (the echo kind's limit)"));
     }
+    if !args.processes.is_empty() {
+        if args.store != StoreChoice::Postgres {
+            return Err(Error::invalid("processes", "SQLite mode is single-node: several processes need --store postgres"));
+        }
+        if args.processes.iter().any(|&count| count == 0 || count > MAX_PROCESSES) {
+            return Err(Error::invalid("processes", format!("each process count must be from 1 to {MAX_PROCESSES}")));
+        }
+        if args.only == Some(Workload::Logs) {
+            return Err(Error::invalid("only", "the log fan-out is measured in-process only, not with --processes"));
+        }
+    }
     Ok(())
 }
 
@@ -211,56 +285,78 @@ fn postgres_admin_url(args: &BenchArgs, stores: &[StoreKind]) -> Result<Option<S
 }
 
 /// Starts a server on the store, runs the chosen workloads against it, and stops it.
-async fn bench_store(store: StoreKind, url: &str, args: &BenchArgs, report: &mut Report) -> Result<()> {
+async fn bench_store(setup: Setup, url: &str, args: &BenchArgs, report: &mut Report) -> Result<()> {
     let engine = EngineConfig {
         worker_id: WorkerId::new(format!("bench-{}", std::process::id())),
         worker_slots: args.workers,
         ..EngineConfig::default()
     };
     let server = BenchServer::start(url.to_owned(), engine, args.db_connections).await?;
-    progress(store, format_args!("server listening on {}", server.addr));
-    let result = run_workloads(store, server.addr, args, report).await;
+    progress(setup, format_args!("server listening on {}", server.addr));
+    let servers = Servers { addrs: vec![server.addr], pids: Vec::new() };
+    let result = run_workloads(setup, &servers, args, report).await;
     let stopped = server.shutdown().await;
     result.and(stopped)
 }
 
-async fn run_workloads(store: StoreKind, addr: SocketAddr, args: &BenchArgs, report: &mut Report) -> Result<()> {
+/// Starts `count` `conclave serve` processes on the database, runs the throughput and latency
+/// workloads against them, and stops them.
+async fn bench_processes(setup: Setup, count: usize, url: &str, args: &BenchArgs, report: &mut Report) -> Result<()> {
+    let mut children = ChildServers::start(count, url, args).await?;
+    let servers = children.servers();
+    let listening: Vec<String> = servers.addrs.iter().map(ToString::to_string).collect();
+    progress(setup, format_args!("{count} server processes listening on {}", listening.join(", ")));
+    let result = tokio::select! {
+        result = run_workloads(setup, &servers, args, report) => result,
+        exited = children.first_exit() => Err(exited),
+    };
+    let result = result.map_err(|err| children.exited().unwrap_or(err));
+    let stopped = children.shutdown().await;
+    result.and(stopped)
+}
+
+async fn run_workloads(setup: Setup, servers: &Servers, args: &BenchArgs, report: &mut Report) -> Result<()> {
     let wants = |workload| args.only.is_none_or(|only| only == workload);
     if wants(Workload::Latency) {
-        idle_latency(store, addr, args.idle_runs, report).await?;
+        idle_latency(setup, servers, args.idle_runs, report).await?;
     }
     if wants(Workload::Throughput) {
-        throughput(store, addr, args, report).await?;
+        throughput(setup, servers, args, report).await?;
     }
-    if wants(Workload::Logs) {
+    // The fan-out follows one run on one server: it is measured in-process only.
+    if wants(Workload::Logs) && setup.processes.is_none() {
+        let addr = servers.addrs.first().copied().ok_or_else(|| Error::Internal("no server to measure".into()))?;
         let fanout = Fanout { lines: args.log_lines, burst: args.log_burst, followers: args.followers, interval_ms: args.log_interval_ms };
-        log_fanout(store, addr, fanout, report).await?;
+        log_fanout(setup, addr, fanout, report).await?;
         if args.log_interval_ms != 0 {
-            log_fanout(store, addr, Fanout { interval_ms: 0, ..fanout }, report).await?;
+            log_fanout(setup, addr, Fanout { interval_ms: 0, ..fanout }, report).await?;
         }
     }
     Ok(())
 }
 
-fn progress(store: StoreKind, message: fmt::Arguments<'_>) {
-    eprintln!("[bench {store}] {message}");
+fn progress(setup: Setup, message: fmt::Arguments<'_>) {
+    eprintln!("[bench {setup}] {message}");
 }
 
 // ---------------------------------------------------------------------------------------------
 // Workload: create→start latency on an idle server.
 
-async fn idle_latency(store: StoreKind, addr: SocketAddr, runs: usize, report: &mut Report) -> Result<()> {
-    progress(store, format_args!("latency: {runs} runs, one at a time"));
-    let mut client = connect(addr).await?;
+/// Creates one run at a time and waits for it to finish before the next. With several server
+/// processes, the runs are created on each in turn (and executed by whichever claims them).
+async fn idle_latency(setup: Setup, servers: &Servers, runs: usize, report: &mut Report) -> Result<()> {
+    progress(setup, format_args!("latency: {runs} runs, one at a time"));
+    let mut clients = connect_each(&servers.addrs).await?;
     let mut latencies = Vec::with_capacity(runs);
     // Client-side time of each step of an iteration: CreateRun, watching until finished, GetRun.
     let mut steps = [Duration::ZERO; 3];
-    let cpu = CpuSample::take();
-    for _ in 0..runs {
+    let cpu = CpuSample::take(&servers.pids);
+    for index in 0..runs {
+        let client = &mut clients[index % servers.addrs.len()];
         let began = Instant::now();
         let run = client.create_run(noop_request()).await.map_err(rpc("CreateRun"))?.into_inner();
         let created = Instant::now();
-        wait_until_finished(&mut client, &run.id).await?;
+        wait_until_finished(client, &run.id).await?;
         let finished = Instant::now();
         let run = client.get_run(proto::GetRunRequest { id: run.id }).await.map_err(rpc("GetRun"))?.into_inner();
         steps[0] += created - began;
@@ -270,17 +366,17 @@ async fn idle_latency(store: StoreKind, addr: SocketAddr, runs: usize, report: &
     }
     let summary = Summary::of(latencies);
     let workload = "latency (idle)";
-    report.add(workload, store, "create→start p50", summary.p50_ms(), "ms", None);
-    report.add(workload, store, "create→start p99", summary.p99_ms(), "ms", Some(Target::at_most(10.0)));
-    report.add(workload, store, "create→start max", summary.max_ms(), "ms", None);
+    report.add(workload, setup, "create→start p50", summary.p50_ms(), "ms", None);
+    report.add(workload, setup, "create→start p99", summary.p99_ms(), "ms", Some(Target::at_most(10.0)));
+    report.add(workload, setup, "create→start max", summary.max_ms(), "ms", None);
     let mean_ms = |step: Duration| step.as_secs_f64() * 1000.0 / runs as f64;
     report.note(format!(
-        "{workload} [{store}]: mean client-side time per run: CreateRun {:.2} ms, WatchRun until its stream ended {:.2} ms, GetRun {:.2} ms",
+        "{workload} [{setup}]: mean client-side time per run: CreateRun {:.2} ms, WatchRun until its stream ended {:.2} ms, GetRun {:.2} ms",
         mean_ms(steps[0]),
         mean_ms(steps[1]),
         mean_ms(steps[2]),
     ));
-    report.cpu_since(workload, store, cpu);
+    report.cpu_since(workload, setup, cpu);
     Ok(())
 }
 
@@ -308,14 +404,17 @@ fn start_latency(run: &proto::Run) -> Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Workload: end-to-end throughput, and create→start latency under that load.
 
-async fn throughput(store: StoreKind, addr: SocketAddr, args: &BenchArgs, report: &mut Report) -> Result<()> {
-    let channels = args.channels.unwrap_or_else(|| args.clients.div_ceil(8).clamp(1, 8));
-    progress(store, format_args!("throughput: {} no-op runs, {} clients over {channels} connections", args.runs, args.clients));
-    let clients = connect_many(addr, channels).await?;
+/// Creates `--runs` no-op runs from `--clients` concurrent clients and waits until all have
+/// finished. The clients' connections are spread evenly over the server processes.
+async fn throughput(setup: Setup, servers: &Servers, args: &BenchArgs, report: &mut Report) -> Result<()> {
+    let per_process = args.channels.unwrap_or_else(|| args.clients.div_ceil(8).clamp(1, 8)).div_ceil(servers.addrs.len());
+    let channels = per_process * servers.addrs.len();
+    progress(setup, format_args!("throughput: {} no-op runs, {} clients over {channels} connections", args.runs, args.clients));
+    let clients = connect_many(&servers.addrs, channels).await?;
     let mut control = clients[0].clone();
     let succeeded_before = succeeded_noop_runs(&mut control).await?;
 
-    let cpu = CpuSample::take();
+    let cpu = CpuSample::take(&servers.pids);
     let started = Instant::now();
     let ids = create_noop_runs(&clients, args.clients, args.runs).await?;
     let created_in = started.elapsed();
@@ -325,21 +424,21 @@ async fn throughput(store: StoreKind, addr: SocketAddr, args: &BenchArgs, report
 
     let succeeded = succeeded_noop_runs(&mut control).await?.saturating_sub(succeeded_before);
     if succeeded != args.runs as u64 {
-        loud_warning(format_args!("{store}: only {succeeded} of {} no-op runs succeeded", args.runs));
+        loud_warning(format_args!("{setup}: only {succeeded} of {} no-op runs succeeded", args.runs));
     }
     let workload = "throughput";
-    let target = (store == StoreKind::Sqlite).then(|| Target::at_least(5_000.0));
-    report.add(workload, store, "runs created and finished", per_second(args.runs as u64, elapsed), "runs/s", target);
-    report.add(workload, store, "runs created (create phase)", per_second(args.runs as u64, created_in), "runs/s", None);
-    report.note(format!("{workload} [{store}]: {} runs in {:.2} s (creates done after {:.2} s)", args.runs, elapsed.as_secs_f64(), created_in.as_secs_f64()));
-    report.cpu_split(workload, store, cpu);
+    let target = (setup.store == StoreKind::Sqlite).then(|| Target::at_least(5_000.0));
+    report.add(workload, setup, "runs created and finished", per_second(args.runs as u64, elapsed), "runs/s", target);
+    report.add(workload, setup, "runs created (create phase)", per_second(args.runs as u64, created_in), "runs/s", None);
+    report.note(format!("{workload} [{setup}]: {} runs in {:.2} s (creates done after {:.2} s)", args.runs, elapsed.as_secs_f64(), created_in.as_secs_f64()));
+    report.cpu_split(workload, setup, cpu);
 
     let latencies = read_back_latencies(&mut control, &ids).await?;
     let summary = Summary::of(latencies);
     let workload = "latency (load)";
-    report.add(workload, store, "create→start p50", summary.p50_ms(), "ms", None);
-    report.add(workload, store, "create→start p99", summary.p99_ms(), "ms", None);
-    report.add(workload, store, "create→start max", summary.max_ms(), "ms", None);
+    report.add(workload, setup, "create→start p50", summary.p50_ms(), "ms", None);
+    report.add(workload, setup, "create→start p99", summary.p99_ms(), "ms", None);
+    report.add(workload, setup, "create→start max", summary.max_ms(), "ms", None);
     Ok(())
 }
 
@@ -497,9 +596,9 @@ impl Followed {
     }
 }
 
-async fn log_fanout(store: StoreKind, addr: SocketAddr, fanout: Fanout, report: &mut Report) -> Result<()> {
+async fn log_fanout(setup: Setup, addr: SocketAddr, fanout: Fanout, report: &mut Report) -> Result<()> {
     let workload = fanout.name();
-    progress(store, format_args!("{workload}: {} lines to {} followers", fanout.lines, fanout.followers));
+    progress(setup, format_args!("{workload}: {} lines to {} followers", fanout.lines, fanout.followers));
     let mut control = connect(addr).await?;
     let key = format!("bench-fanout-{}", uuid::Uuid::now_v7().simple());
     // A sleeping run holds the concurrency key, so the echo run stays queued until every
@@ -508,7 +607,7 @@ async fn log_fanout(store: StoreKind, addr: SocketAddr, fanout: Fanout, report: 
     wait_until_running(&mut control, &blocker.id).await?;
     let echo = create(&mut control, echo_request(&key, fanout)).await?;
 
-    let channels = connect_many(addr, FANOUT_CHANNELS.max(fanout.followers.div_ceil(FOLLOWERS_PER_CHANNEL))).await?;
+    let channels = connect_many(&[addr], FANOUT_CHANNELS.max(fanout.followers.div_ceil(FOLLOWERS_PER_CHANNEL))).await?;
     let (connected_tx, mut connected) = mpsc::channel(fanout.followers);
     let mut followers = JoinSet::new();
     for index in 0..fanout.followers {
@@ -520,7 +619,7 @@ async fn log_fanout(store: StoreKind, addr: SocketAddr, fanout: Fanout, report: 
     // A follower's stream is open once the server has subscribed it; give the server a moment
     // to finish each follower's (empty) replay from the store, so the run is followed live.
     tokio::time::sleep(FANOUT_SETTLE).await;
-    let cpu = CpuSample::take();
+    let cpu = CpuSample::take(&[]);
     let release = control.cancel_run(proto::CancelRunRequest { id: blocker.id, reason: "bench: followers connected".into(), force: true });
     if let Err(err) = ready.and(release.await.map(drop).map_err(rpc("CancelRun"))) {
         let _ = control.cancel_run(proto::CancelRunRequest { id: echo.id, reason: "bench aborted".into(), force: true }).await;
@@ -543,14 +642,14 @@ async fn log_fanout(store: StoreKind, addr: SocketAddr, fanout: Fanout, report: 
     let finished = control.get_run(proto::GetRunRequest { id: echo.id }).await.map_err(rpc("GetRun"))?.into_inner();
     if finished.state != RunState::Succeeded as i32 || finished.last_log_sequence != fanout.lines {
         loud_warning(format_args!(
-            "{store}: the echo run ended {:?} with {} lines, expected succeeded with {}",
+            "{setup}: the echo run ended {:?} with {} lines, expected succeeded with {}",
             RunState::try_from(finished.state).unwrap_or(RunState::Unspecified),
             finished.last_log_sequence,
             fanout.lines
         ));
     }
-    report_fanout(&workload, store, fanout, results, report);
-    report.cpu_split(&workload, store, cpu);
+    report_fanout(&workload, setup, fanout, results, report);
+    report.cpu_split(&workload, setup, cpu);
     Ok(())
 }
 
@@ -607,7 +706,7 @@ async fn wait_until_running(client: &mut Client, id: &str) -> Result<()> {
     }
 }
 
-fn report_fanout(workload: &str, store: StoreKind, fanout: Fanout, results: Vec<Followed>, report: &mut Report) {
+fn report_fanout(workload: &str, setup: Setup, fanout: Fanout, results: Vec<Followed>, report: &mut Report) {
     let complete = results.iter().filter(|followed| followed.complete(fanout.lines)).count();
     let delivered: u64 = results.iter().map(|followed| followed.received).sum();
     let lagged: u64 = results.iter().map(|followed| followed.lagged).sum();
@@ -619,7 +718,7 @@ fn report_fanout(workload: &str, store: StoreKind, fanout: Fanout, results: Vec<
         let duplicates: u64 = results.iter().map(|followed| followed.duplicates).sum();
         let missing: u64 = results.iter().map(|followed| followed.missing).sum();
         loud_warning(format_args!(
-            "{store} {workload}: only {complete} of {} followers got every line exactly once \
+            "{setup} {workload}: only {complete} of {} followers got every line exactly once \
              ({delivered} lines delivered of {}, {duplicates} duplicates, {missing} missing)",
             fanout.followers,
             u64::try_from(fanout.followers).unwrap_or(u64::MAX) * fanout.lines,
@@ -629,21 +728,21 @@ fn report_fanout(workload: &str, store: StoreKind, fanout: Fanout, results: Vec<
         && last > first
     {
         let rate = (fanout.lines.saturating_sub(1)) as f64 / ((last - first) as f64 / 1e6);
-        report.add(workload, store, "lines produced by the run", rate, "lines/s", None);
+        report.add(workload, setup, "lines produced by the run", rate, "lines/s", None);
     }
     if let (Some(first), Some(last)) = (first_line, last_receive) {
         let window = Duration::from_micros(u64::try_from(last - first).unwrap_or(0));
-        report.add(workload, store, "lines delivered (all followers)", per_second(delivered, window), "lines/s", None);
+        report.add(workload, setup, "lines delivered (all followers)", per_second(delivered, window), "lines/s", None);
     }
     let summary = Summary::of(results.into_iter().flat_map(|followed| followed.latencies).collect());
     let paced = fanout.interval_ms > 0;
-    report.add(workload, store, "delivery p50", summary.p50_ms(), "ms", None);
-    report.add(workload, store, "delivery p99", summary.p99_ms(), "ms", paced.then(|| Target::at_most(100.0)));
-    report.add(workload, store, "delivery max", summary.max_ms(), "ms", None);
+    report.add(workload, setup, "delivery p50", summary.p50_ms(), "ms", None);
+    report.add(workload, setup, "delivery p99", summary.p99_ms(), "ms", paced.then(|| Target::at_most(100.0)));
+    report.add(workload, setup, "delivery max", summary.max_ms(), "ms", None);
     let followers = fanout.followers as f64;
-    report.add(workload, store, "followers with every line once", complete as f64, "followers", Some(Target::at_least(followers)));
+    report.add(workload, setup, "followers with every line once", complete as f64, "followers", Some(Target::at_least(followers)));
     report.note(format!(
-        "{workload} [{store}]: {messages} stream messages ({:.1} lines each on average); {lagged} lagged notices \
+        "{workload} [{setup}]: {messages} stream messages ({:.1} lines each on average); {lagged} lagged notices \
          (a follower fell behind the live ring and caught up from the store)",
         delivered as f64 / messages.max(1) as f64
     ));
@@ -704,13 +803,18 @@ async fn connect(addr: SocketAddr) -> Result<Client> {
     Ok(RunServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// `count` clients, each on an HTTP/2 connection of its own.
-async fn connect_many(addr: SocketAddr, count: usize) -> Result<Vec<Client>> {
+/// `count` clients, each on an HTTP/2 connection of its own, to the servers in turn.
+async fn connect_many(addrs: &[SocketAddr], count: usize) -> Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
+    for &addr in addrs.iter().cycle().take(count) {
         clients.push(connect(addr).await?);
     }
     Ok(clients)
+}
+
+/// One client per server, in the servers' order.
+async fn connect_each(addrs: &[SocketAddr]) -> Result<Vec<Client>> {
+    connect_many(addrs, addrs.len()).await
 }
 
 fn rpc(call: &'static str) -> impl Fn(tonic::Status) -> Error {
@@ -816,15 +920,17 @@ fn number(value: f64) -> String {
     }
 }
 
+/// One figure of the report.
 struct Row {
     workload: String,
-    store: StoreKind,
+    setup: Setup,
     figure: &'static str,
     value: f64,
     unit: &'static str,
     target: Option<Target>,
 }
 
+/// The figures and notes gathered during a bench, printed at the end.
 #[derive(Default)]
 struct Report {
     rows: Vec<Row>,
@@ -832,23 +938,46 @@ struct Report {
 }
 
 impl Report {
-    fn add(&mut self, workload: &str, store: StoreKind, figure: &'static str, value: f64, unit: &'static str, target: Option<Target>) {
-        progress(store, format_args!("{workload}: {figure} = {} {unit}", number(value)));
-        self.rows.push(Row { workload: workload.to_owned(), store, figure, value, unit, target });
+    fn add(&mut self, workload: &str, setup: Setup, figure: &'static str, value: f64, unit: &'static str, target: Option<Target>) {
+        progress(setup, format_args!("{workload}: {figure} = {} {unit}", number(value)));
+        self.rows.push(Row { workload: workload.to_owned(), setup, figure, value, unit, target });
     }
 
     fn note(&mut self, note: String) {
         self.notes.push(note);
     }
 
-    fn cpu_since(&mut self, workload: &str, store: StoreKind, before: Option<CpuSample>) {
-        self.cpu_split(workload, store, before.and_then(CpuSample::until_now));
+    fn cpu_since(&mut self, workload: &str, setup: Setup, before: Option<CpuSample>) {
+        self.cpu_split(workload, setup, before.and_then(CpuSample::until_now));
     }
 
-    fn cpu_split(&mut self, workload: &str, store: StoreKind, split: Option<CpuSplit>) {
+    fn cpu_split(&mut self, workload: &str, setup: Setup, split: Option<CpuSplit>) {
         if let Some(split) = split {
-            self.note(format!("{workload} [{store}]: CPU {split}"));
+            self.note(format!("{workload} [{setup}]: CPU {split}"));
         }
+    }
+
+    /// Writes every figure as one JSON object per line: `workload`, `store`, `processes` (null
+    /// for the in-process server), `figure`, `value` and `unit`.
+    fn write_json(&self, path: &std::path::Path) -> Result<()> {
+        let lines: Vec<String> = self
+            .rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({
+                    "workload": row.workload,
+                    "store": row.setup.store.to_string(),
+                    "processes": row.setup.processes,
+                    "figure": row.figure,
+                    "value": row.value,
+                    "unit": row.unit,
+                })
+                .to_string()
+            })
+            .collect();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).map_err(|err| Error::invalid("json", format!("cannot write {}: {err}", path.display())))
     }
 
     fn print(&self) {
@@ -864,7 +993,7 @@ impl Report {
                     Some(target) => (target.to_string(), if target.met(row.value) { "met" } else { "NOT MET" }),
                     None => ("-".to_owned(), "-"),
                 };
-                [row.workload.clone(), row.store.to_string(), row.figure.to_owned(), number(row.value), row.unit.to_owned(), target, result.to_owned()]
+                [row.workload.clone(), row.setup.to_string(), row.figure.to_owned(), number(row.value), row.unit.to_owned(), target, result.to_owned()]
             })
             .collect();
         let mut widths = header.map(str::len);
@@ -903,12 +1032,16 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // CPU accounting: where the time went, by thread group, from /proc (Linux only).
 
-/// CPU ticks of this process's threads, of the machine's Postgres processes, and of the machine.
+/// CPU ticks of this process's threads, of the server child processes, of the machine's
+/// Postgres processes, and of the machine.
 struct CpuSample {
     at: Instant,
     /// Per thread id: its name, whether it is the main thread, its ticks.
     threads: HashMap<String, (String, bool, u64)>,
     process: u64,
+    /// The pids of the `conclave serve` child processes, and their ticks (all threads).
+    children: Vec<u32>,
+    children_ticks: u64,
     postgres: u64,
     machine_busy: u64,
 }
@@ -933,6 +1066,8 @@ struct CpuSplit {
     rest: f64,
     /// The busiest thread of this process: its name and seconds.
     busiest: (String, f64),
+    /// The `conclave serve` child processes, when the bench started any: how many, and seconds.
+    server_processes: Option<(usize, f64)>,
     /// Every process named `postgres` on the machine.
     postgres: f64,
     /// Everything else the machine did (other processes, the kernel on their behalf).
@@ -942,23 +1077,30 @@ struct CpuSplit {
 impl fmt::Display for CpuSplit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let group = |group| self.groups.get(&group).copied().unwrap_or(0.0);
-        write!(
-            f,
-            "{:.2} s wall x {} cores: server runtime {:.2} s, SQLite threads {:.2} s, bench clients {:.2} s, \
-             rest of the process {:.2} s; busiest thread {} {:.2} s ({:.0}% of wall); postgres processes {:.2} s; \
-             other processes {:.2} s",
-            self.wall,
-            self.cores,
-            group(ThreadGroup::Server),
-            group(ThreadGroup::Sqlite),
-            group(ThreadGroup::Client),
-            self.rest,
-            self.busiest.0,
-            self.busiest.1,
-            if self.wall > 0.0 { self.busiest.1 / self.wall * 100.0 } else { 0.0 },
-            self.postgres,
-            self.elsewhere,
-        )?;
+        let busiest = if self.wall > 0.0 { self.busiest.1 / self.wall * 100.0 } else { 0.0 };
+        write!(f, "{:.2} s wall x {} cores: ", self.wall, self.cores)?;
+        match self.server_processes {
+            // The servers are child processes: this process holds only the clients.
+            Some((count, seconds)) => write!(
+                f,
+                "bench clients {:.2} s, rest of the bench process {:.2} s; {count} server {} {seconds:.2} s; ",
+                group(ThreadGroup::Client),
+                self.rest + group(ThreadGroup::Other),
+                if count == 1 { "process" } else { "processes" },
+            )?,
+            None => write!(
+                f,
+                "server runtime {:.2} s, SQLite threads {:.2} s, bench clients {:.2} s, rest of the process {:.2} s; \
+                 busiest thread {} {:.2} s ({busiest:.0}% of wall); ",
+                group(ThreadGroup::Server),
+                group(ThreadGroup::Sqlite),
+                group(ThreadGroup::Client),
+                self.rest,
+                self.busiest.0,
+                self.busiest.1,
+            )?,
+        }
+        write!(f, "postgres processes {:.2} s; other processes {:.2} s", self.postgres, self.elsewhere)?;
         let capacity = self.wall * self.cores as f64;
         if capacity > 0.0 && self.elsewhere / capacity > DISTURBED {
             write!(f, " -- DISTURBED: other processes took {:.0}% of the machine", self.elsewhere / capacity * 100.0)?;
@@ -971,7 +1113,8 @@ impl fmt::Display for CpuSplit {
 const DISTURBED: f64 = 0.10;
 
 impl CpuSample {
-    fn take() -> Option<Self> {
+    /// Samples now; `children` are the pids of the server child processes (if any).
+    fn take(children: &[u32]) -> Option<Self> {
         let machine_busy = machine_busy_ticks()?;
         let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?.1;
         let own_pid = std::process::id().to_string();
@@ -982,12 +1125,21 @@ impl CpuSample {
             let is_main = tid == own_pid;
             threads.insert(tid, (comm, is_main, ticks));
         }
-        Some(Self { at: Instant::now(), threads, process, postgres: postgres_ticks(), machine_busy })
+        let children_ticks = children.iter().filter_map(|pid| read_stat(&PathBuf::from(format!("/proc/{pid}")))).map(|(_, ticks)| ticks).sum();
+        Some(Self {
+            at: Instant::now(),
+            threads,
+            process,
+            children: children.to_vec(),
+            children_ticks,
+            postgres: postgres_ticks(),
+            machine_busy,
+        })
     }
 
     fn until_now(self) -> Option<CpuSplit> {
         let wall = self.at.elapsed().as_secs_f64();
-        let now = Self::take()?;
+        let now = Self::take(&self.children)?;
         let tick = clock_tick();
         let mut groups = HashMap::new();
         let mut busiest = (String::new(), 0);
@@ -1002,6 +1154,7 @@ impl CpuSample {
             }
         }
         let process = now.process.saturating_sub(self.process);
+        let children = now.children_ticks.saturating_sub(self.children_ticks);
         let postgres = now.postgres.saturating_sub(self.postgres);
         let machine = now.machine_busy.saturating_sub(self.machine_busy);
         Some(CpuSplit {
@@ -1010,8 +1163,9 @@ impl CpuSample {
             groups,
             rest: process.saturating_sub(named) as f64 * tick,
             busiest: (busiest.0, busiest.1 as f64 * tick),
+            server_processes: (!self.children.is_empty()).then_some((self.children.len(), children as f64 * tick)),
             postgres: postgres as f64 * tick,
-            elsewhere: machine.saturating_sub(process + postgres) as f64 * tick,
+            elsewhere: machine.saturating_sub(process + children + postgres) as f64 * tick,
         })
     }
 }
@@ -1092,6 +1246,30 @@ impl fmt::Display for StoreKind {
             Self::Postgres => "postgres",
         })
     }
+}
+
+/// What one measurement is of: a store, served in-process or by `processes` child processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    store: StoreKind,
+    processes: Option<usize>,
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.processes {
+            None => write!(f, "{}", self.store),
+            Some(1) => write!(f, "{}, 1 process", self.store),
+            Some(count) => write!(f, "{}, {count} processes", self.store),
+        }
+    }
+}
+
+/// The server(s) a workload drives: where they listen, and the pids of the child processes
+/// (none for the in-process server, whose threads are accounted for by name).
+struct Servers {
+    addrs: Vec<SocketAddr>,
+    pids: Vec<u32>,
 }
 
 /// A fresh database for one bench run, removed by [`BenchDatabase::remove`].
@@ -1257,6 +1435,195 @@ async fn open_server(url: &str, config: EngineConfig, db_connections: u32) -> Re
     Ok((engine, listener, addr))
 }
 
+// ---------------------------------------------------------------------------------------------
+// `conclave serve` child processes.
+
+/// `conclave serve` child processes of this executable sharing one database. They are killed if
+/// this is dropped before [`ChildServers::shutdown`] (on an error or an interrupt), and they get
+/// SIGTERM if the bench itself dies.
+struct ChildServers {
+    children: Vec<ChildServer>,
+}
+
+/// One `conclave serve` child process and the address it listens on.
+struct ChildServer {
+    addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl ChildServers {
+    /// Starts `count` processes, each once the one before answers its health check as serving
+    /// (so the first alone applies the migrations).
+    async fn start(count: usize, url: &str, args: &BenchArgs) -> Result<Self> {
+        let exe = std::env::current_exe().map_err(|err| Error::Internal(format!("cannot find the conclave executable: {err}")))?;
+        let mut servers = Self { children: Vec::with_capacity(count) };
+        for number in 1..=count {
+            // Kept before it is ready, so that a failure kills it along with the others.
+            servers.children.push(ChildServer::spawn(&exe, url, args)?);
+            if let Some(server) = servers.children.last_mut() {
+                server.wait_until_serving(number, count).await?;
+            }
+        }
+        Ok(servers)
+    }
+
+    fn servers(&self) -> Servers {
+        Servers {
+            addrs: self.children.iter().map(|server| server.addr).collect(),
+            pids: self.children.iter().filter_map(|server| server.child.id()).collect(),
+        }
+    }
+
+    /// Resolves when one of the processes exits (none should before the shutdown), saying which.
+    async fn first_exit(&mut self) -> Error {
+        let count = self.children.len();
+        let waits = self.children.iter_mut().enumerate().map(|(index, server)| {
+            Box::pin(async move {
+                let status = server.child.wait().await;
+                (index, server.addr, status)
+            })
+        });
+        let ((index, addr, status), _, _) = futures::future::select_all(waits).await;
+        exited_early(index, count, addr, status)
+    }
+
+    /// The first process that has already exited, if any: it explains a failed call better
+    /// than the call's own error (a transport error, typically).
+    fn exited(&mut self) -> Option<Error> {
+        let count = self.children.len();
+        self.children.iter_mut().enumerate().find_map(|(index, server)| match server.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(exited_early(index, count, server.addr, Ok(status))),
+            Err(err) => Some(exited_early(index, count, server.addr, Err(err))),
+        })
+    }
+
+    /// Sends every process SIGTERM (a graceful shutdown), kills those that have not exited
+    /// within [`CHILD_EXIT_LIMIT`], and fails if any did not exit successfully.
+    async fn shutdown(mut self) -> Result<()> {
+        for server in &self.children {
+            server.terminate();
+        }
+        let count = self.children.len();
+        let mut failures = Vec::new();
+        for (index, server) in self.children.iter_mut().enumerate() {
+            let name = format!("process {} of {count} ({})", index + 1, server.addr);
+            match tokio::time::timeout(CHILD_EXIT_LIMIT, server.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => failures.push(format!("{name} exited with {status}")),
+                Ok(Err(err)) => failures.push(format!("{name} could not be waited for: {err}")),
+                Err(_) => {
+                    let _ = server.child.kill().await;
+                    failures.push(format!("{name} had not exited {} s after SIGTERM and was killed", CHILD_EXIT_LIMIT.as_secs()));
+                }
+            }
+        }
+        if failures.is_empty() { Ok(()) } else { Err(Error::Internal(format!("conclave serve: {}", failures.join("; ")))) }
+    }
+}
+
+impl ChildServer {
+    /// Starts `conclave serve` on a free loopback port, configured by flags alone: the bench's
+    /// own `CONCLAVE_*` variables (but `CONCLAVE_LOG`) are not passed on.
+    fn spawn(exe: &std::path::Path, url: &str, args: &BenchArgs) -> Result<Self> {
+        let addr = free_loopback_addr()?;
+        let mut command = tokio::process::Command::new(exe);
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|name| name.starts_with("CONCLAVE_") && name != "CONCLAVE_LOG") {
+                command.env_remove(name);
+            }
+        }
+        if std::env::var_os("CONCLAVE_LOG").is_none() {
+            command.env("CONCLAVE_LOG", "warn");
+        }
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--workers")
+            .arg(args.workers.to_string())
+            .arg("--db-max-connections")
+            .arg(args.db_connections.to_string())
+            // In the environment rather than the arguments, where any user could read a password.
+            .env("CONCLAVE_DATABASE_URL", url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec, and calls only prctl,
+        // which is async-signal-safe. It asks for SIGTERM when the thread that forked the child
+        // ends: that is the bench's main thread, so when the bench dies, even by SIGKILL.
+        unsafe {
+            command.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+        let child = command.spawn().map_err(|err| Error::Internal(format!("cannot start {} serve: {err}", exe.display())))?;
+        Ok(Self { addr, child })
+    }
+
+    /// Waits until the process answers its health check as serving; fails if it exits first or
+    /// takes longer than [`CHILD_READY_LIMIT`].
+    async fn wait_until_serving(&mut self, number: usize, count: usize) -> Result<()> {
+        let name = format!("conclave serve (process {number} of {count}, {})", self.addr);
+        let deadline = Instant::now() + CHILD_READY_LIMIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Err(Error::Internal(format!("{name} exited with {status} before serving; its log is above"))),
+                Ok(None) => {}
+                Err(err) => return Err(Error::Internal(format!("{name} could not be waited for: {err}"))),
+            }
+            if self.serving().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Internal(format!("{name} was not serving within {} s", CHILD_READY_LIMIT.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the server answers `grpc.health.v1.Health/Check` with SERVING.
+    async fn serving(&self) -> bool {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+        let Ok(endpoint) = Endpoint::from_shared(format!("http://{}", self.addr)) else { return false };
+        let check = async {
+            let mut health = HealthClient::new(endpoint.connect().await.ok()?);
+            health.check(HealthCheckRequest { service: String::new() }).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), check).await,
+            Ok(Some(response)) if response.get_ref().status == ServingStatus::Serving as i32
+        )
+    }
+
+    /// Asks the process to shut down gracefully, as on SIGTERM.
+    fn terminate(&self) {
+        // `id` is `None` once the process has been reaped, so the pid cannot have been reused.
+        if let Some(pid) = self.child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// The error for a child process that exited (or could not be waited for) before its shutdown.
+fn exited_early(index: usize, count: usize, addr: SocketAddr, status: std::io::Result<std::process::ExitStatus>) -> Error {
+    let how = match status {
+        Ok(status) => format!("exited with {status}"),
+        Err(err) => format!("could not be waited for: {err}"),
+    };
+    Error::Internal(format!("conclave serve (process {} of {count}, {addr}) {how} during the measurement", index + 1))
+}
+
+/// A loopback address whose port was free a moment ago (the child binds it itself).
+fn free_loopback_addr() -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|err| Error::Internal(format!("cannot listen on 127.0.0.1: {err}")))?;
+    listener.local_addr().map_err(|err| Error::Internal(format!("no local address: {err}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1284,6 +1651,27 @@ mod tests {
         followed.take(&[line(1), line(2), line(2), line(4)]);
         assert_eq!((followed.received, followed.duplicates, followed.missing, followed.last), (3, 1, 1, 4));
         assert!(!followed.complete(4));
+    }
+
+    #[test]
+    fn process_counts_need_postgres_and_name_the_setups() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let parse = |line: &[&str]| <Cli as clap::Parser>::try_parse_from(line).unwrap().args;
+
+        let args = parse(&["bench", "--store", "postgres", "--processes", "1,2,4"]);
+        assert!(validate(&args).is_ok());
+        let names: Vec<String> = setups(&args).iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["postgres, 1 process", "postgres, 2 processes", "postgres, 4 processes"]);
+
+        assert!(validate(&parse(&["bench", "--processes", "2"])).is_err(), "SQLite is single-node");
+        assert!(validate(&parse(&["bench", "--store", "postgres", "--processes", "0"])).is_err());
+        assert!(validate(&parse(&["bench", "--store", "postgres", "--processes", "2", "--only", "logs"])).is_err());
+        let names: Vec<String> = setups(&parse(&["bench", "--store", "both"])).iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["sqlite", "postgres"]);
     }
 
     #[test]
