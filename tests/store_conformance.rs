@@ -27,7 +27,7 @@ use conclave::{
     },
     engine::lifecycle::{self, RetryPolicy},
     error::{Error, Result},
-    store::{ClaimRequest, JournalEntry, LeaseStatus, QueueCounts, SharedStore, Transition, Update},
+    store::{ClaimRequest, JournalEntry, LeaseStatus, QueueCounts, SharedStore, Store, Transition, Update},
 };
 use serde_json::{json, Map, Value};
 use support::{open_store, TestDatabase};
@@ -1537,3 +1537,27 @@ on_both_stores!(
     overdue_runs_lists_unfinished_runs_past_their_deadline,
     queue_counts_summarise_one_workspace,
 );
+
+/// A claim reads the queue index in order and stops at its window, however many runs are
+/// queued and however stale the planner's statistics: on a fresh table with a backlog (no
+/// `ANALYZE` yet) Postgres would otherwise read and sort the whole backlog at every claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_walk_the_queue_index_in_order() {
+    let Some(database) = support::Backend::Postgres.database().await else {
+        eprintln!("skipped: set CONCLAVE_TEST_DATABASE_URL to run the Postgres tests");
+        return;
+    };
+    let store = conclave::store::PostgresStore::open(&database.url, 4).await.expect("open store");
+    let backlog: Vec<NewRun> = (0..5_000).map(|_| new_run("noop")).collect();
+    store.create_runs(backlog).await.expect("create the backlog");
+    let claim = ClaimRequest {
+        worker_id: WorkerId::new(WORKER),
+        kinds: vec!["noop".to_owned(), "sleep".to_owned()],
+        limit: 64,
+        lease_ttl: LEASE_TTL,
+        now: Timestamp::now(),
+    };
+    let plan = store.explain_claim(&claim).await.expect("explain the claim");
+    assert!(plan.contains("Index Scan using runs_queue"), "the claim does not walk the queue index:\n{plan}");
+    assert!(!plan.contains("Sort"), "the claim sorts the backlog:\n{plan}");
+}

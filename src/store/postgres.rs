@@ -9,12 +9,16 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
-    Connection, PgConnection, PgPool, Postgres,
+    Connection, PgConnection, PgPool, Postgres, Row,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::sql_store::{Dialect, SqlStore};
+use super::{
+    sql,
+    sql_store::{Dialect, SqlStore},
+    ClaimRequest,
+};
 use crate::error::{Error, Result};
 
 /// Runs, events, logs and journals in a Postgres database.
@@ -34,6 +38,23 @@ impl SqlStore<Postgres> {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let cluster = Cluster { bus: Bus::start(&pool).await?, leadership: Arc::new(Leadership::new(options)) };
         Ok(Self { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres, cluster: Some(cluster) })
+    }
+
+    /// The plan Postgres picks for a claim's candidate query, as `EXPLAIN` prints it: for an
+    /// operator who sees slow claims, and for the test that keeps claims on the queue index.
+    pub async fn explain_claim(&self, claim: &ClaimRequest) -> Result<String> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(preamble) = self.dialect.claim_preamble() {
+            sql::query::<Postgres>(preamble).execute(&mut *tx).await?;
+        }
+        let lines: Vec<String> = sql::query::<Postgres>(sql::explain(sql::claim_candidates(claim, true)))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        tx.rollback().await?;
+        Ok(lines.join("\n"))
     }
 }
 

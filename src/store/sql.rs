@@ -246,6 +246,17 @@ pub const CLAIM_UPDATE_PREFIX: &str = "UPDATE runs SET state = 'running', \
     attempt = CASE WHEN attempt = 0 THEN 1 ELSE attempt END, lease_epoch = lease_epoch + 1, \
     cancel_requested = FALSE, waiting = NULL, last_event_seq = last_event_seq + 1, log_position = 0, lease_worker = ";
 
+/// Steers the planner, for this transaction only, to the in-order scan of `runs_queue`
+/// (Postgres; see `Dialect::claim_preamble`).
+pub fn claim_by_queue_index() -> Statement {
+    Statement::new("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
+}
+
+/// The plan of a statement, as `EXPLAIN` prints it (Postgres).
+pub fn explain(statement: Statement) -> Statement {
+    Statement { sql: format!("EXPLAIN {}", statement.sql), binds: statement.binds }
+}
+
 /// Keeps out of the claim candidates the runs whose concurrency key is already full, so that a
 /// backlog under one full key cannot fill the candidate window and hold back every other run.
 /// The exact admission is still [`admit_within_concurrency`] (under the key's lock on Postgres).

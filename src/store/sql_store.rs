@@ -37,6 +37,17 @@ impl Dialect {
     fn locks_rows(self) -> bool {
         self == Self::Postgres
     }
+
+    /// What a claim transaction runs first. On Postgres, the claim must walk the queue index in
+    /// order and stop at its window; with statistics from when the queue was small (a fresh
+    /// table, or a burst since the last `ANALYZE`) the planner instead reads every queued row
+    /// and sorts them, a cost that grows with the backlog (7.8 ms against 0.3 ms at 13,000).
+    pub(super) fn claim_preamble(self) -> Option<Statement> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(sql::claim_by_queue_index()),
+        }
+    }
 }
 
 /// Runs, events, logs and journals in a SQL database. Writes go through `writer`, reads through
@@ -141,6 +152,9 @@ where
             return Ok(Vec::new());
         }
         let mut tx = self.writer.begin().await?;
+        if let Some(preamble) = self.dialect.claim_preamble() {
+            sql::query::<DB>(preamble).execute(&mut *tx).await?;
+        }
         let candidates = sql::query::<DB>(sql::claim_candidates(claim, self.dialect.locks_rows())).fetch_all(&mut *tx).await?;
         let candidates = candidates
             .iter()
