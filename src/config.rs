@@ -3,6 +3,7 @@
 //! README's configuration table lists them.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -14,6 +15,7 @@ use crate::{
     domain::WorkerId,
     engine::{lifecycle::RetryPolicy, EngineConfig, Retention},
     error::{Error, Result},
+    models::{ModelsConfig, ProviderSettings, RouterSettings},
     workflows::ShellConfig,
 };
 
@@ -94,6 +96,12 @@ pub struct Settings {
     /// Built-in kinds' settings (configuration file only: `[kinds.shell]`).
     #[arg(skip)]
     pub kinds: KindsSettings,
+    /// Model providers by name (configuration file only: `[providers.NAME]`).
+    #[arg(skip)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// The model router (configuration file only: `[router]`).
+    #[arg(skip)]
+    pub router: RouterSettings,
 }
 
 /// Settings of the built-in kinds.
@@ -134,6 +142,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// The `shell` kind's settings.
     pub shell: ShellConfig,
+    /// The model providers and the router.
+    pub models: ModelsConfig,
 }
 
 impl Settings {
@@ -174,6 +184,8 @@ impl Settings {
             log_format: self.log_format.or(base.log_format),
             enable_shell: self.enable_shell.or(base.enable_shell),
             kinds: KindsSettings { shell },
+            providers: if self.providers.is_empty() { base.providers } else { self.providers },
+            router: if self.router.chain.is_empty() && self.router.roles.is_empty() { base.router } else { self.router },
         }
     }
 
@@ -240,6 +252,7 @@ impl Settings {
             log_format: self.log_format.unwrap_or_default(),
             engine,
             shell,
+            models: ModelsConfig { providers: self.providers, router: self.router },
         })
     }
 }

@@ -1,7 +1,9 @@
 //! The one domain error type. Every fallible operation below `api/` returns [`Error`];
 //! `api/status.rs` maps it to a gRPC status in one place.
 
-use std::fmt;
+use std::{fmt, time::Duration};
+
+use crate::models::{FailureClass, RouteFailure};
 
 /// A result with the domain [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,6 +51,30 @@ pub enum Error {
     /// A bug or an inconsistency inside Conclave.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A model call got no answer after the router's retries and fallbacks.
+    #[error("model call failed ({class}): {message}")]
+    ModelCall {
+        /// The class of the failure that ended the call.
+        class: FailureClass,
+        /// The provider that failed last, if one was called.
+        provider: Option<String>,
+        /// What went wrong.
+        message: String,
+        /// How long the provider (or the cooling chain) asked to wait.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl From<RouteFailure> for Error {
+    fn from(failure: RouteFailure) -> Self {
+        Self::ModelCall {
+            class: failure.failure.class,
+            provider: failure.provider,
+            message: failure.failure.message,
+            retry_after: failure.failure.retry_after,
+        }
+    }
 }
 
 fn describe(violations: &[FieldViolation]) -> String {

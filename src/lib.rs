@@ -10,6 +10,8 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod models;
+pub mod process;
 pub mod server;
 pub mod store;
 pub mod workflows;

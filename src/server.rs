@@ -2,17 +2,20 @@
 //! v1alpha (grpcurl 1.8 speaks only v1alpha), and graceful shutdown: health goes NOT_SERVING,
 //! streams end, in-flight requests finish, running runs finish or are released to the queue.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::{AdminApi, RunApi, WorkerApi},
+    api::{AdminApi, ModelApi, RunApi, WorkerApi},
     config::ServerConfig,
     engine::Engine,
     error::{Error, Result},
-    proto::{self, admin_service_server::AdminServiceServer, run_service_server::RunServiceServer, worker_service_server::WorkerServiceServer},
+    proto::{
+        self, admin_service_server::AdminServiceServer, model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
+        worker_service_server::WorkerServiceServer,
+    },
     store, workflows,
 };
 
@@ -68,7 +71,8 @@ pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
     }
     let store = store::open(&config.database_url, config.db_max_connections).await?;
     let registry = workflows::builtin_registry(config.shell.clone());
-    Ok(Engine::new(store, registry, config.engine.clone()))
+    let router = Arc::new(config.models.build(store.clone())?);
+    Ok(Engine::new(store, registry, router, config.engine.clone()))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully. The
@@ -78,6 +82,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     health.set_serving::<RunServiceServer<RunApi>>().await;
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<ModelServiceServer<ModelApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -99,6 +104,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(engine.clone()));
+    let models = ModelServiceServer::new(ModelApi::new(engine.router().clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
@@ -107,6 +115,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         health.set_not_serving::<RunServiceServer<RunApi>>().await;
         health.set_not_serving::<WorkerServiceServer<WorkerApi>>().await;
         health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+        health.set_not_serving::<ModelServiceServer<ModelApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -119,6 +128,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .add_service(runs)
         .add_service(workers)
         .add_service(admin)
+        .add_service(models)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

@@ -22,7 +22,7 @@ use std::{
 use conclave::{
     domain::{
         Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun,
-        NewWorker, Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId,
+        NewWorker, Replay, ReplayMode, Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId,
         WorkerState, WorkspaceId, DEFAULT_WORKSPACE,
     },
     engine::lifecycle::{self, RetryPolicy},
@@ -63,6 +63,9 @@ fn new_run(kind: &str) -> NewRun {
         labels: BTreeMap::new(),
         request_id: None,
         created_at: Timestamp::now(),
+        replay: None,
+        journal: Vec::new(),
+        decisions: BTreeMap::new(),
     }
 }
 
@@ -278,8 +281,18 @@ async fn create_run_round_trips_every_field(database: &TestDatabase) {
         labels: BTreeMap::from([("env".into(), "prod".into()), ("team".into(), "infra ✓".into())]),
         request_id: Some("request-1".into()),
         created_at,
+        replay: Some(Replay { of: RunId::new(), mode: ReplayMode::FromStep }),
+        journal: vec![JournalEntry {
+            key: "plan".into(),
+            output: json!({"steps": 3}),
+            attempt: 1,
+            finished_at: Timestamp::from_micros(1_750_000_000_000_001),
+            duration: Duration::from_millis(12),
+        }],
+        decisions: BTreeMap::new(),
     };
     let created = store.create_run(new.clone()).await.expect("create run");
+    assert_eq!(store.read_journal(new.id).await.expect("read journal"), new.journal, "a replay starts with its copied journal");
     assert!(created.created);
     let expected = Run {
         id: new.id,
@@ -309,6 +322,7 @@ async fn create_run_round_trips_every_field(database: &TestDatabase) {
         last_event_sequence: 1,
         last_log_sequence: 0,
         history_pruned_at: None,
+        replay: new.replay,
     };
     assert_eq!(created.transition.run, expected, "create returns the run as stored");
     assert_eq!(get(&store, new.id).await, expected, "get returns every field as created");
@@ -322,7 +336,7 @@ async fn create_run_round_trips_every_field(database: &TestDatabase) {
     assert_eq!(created.transition.events, std::slice::from_ref(&created_event));
     assert_eq!(events(&store, new.id).await, [created_event], "the Created event is number 1");
     assert!(logs(&store, new.id).await.is_empty());
-    assert!(journal(&store, new.id).await.is_empty());
+    assert_eq!(journal(&store, new.id).await, new.journal);
 
     // A run with every option unset reads back with them unset.
     let bare = new_run("bare");

@@ -8,10 +8,14 @@ use serde_json::{Map, Number, Value};
 
 use crate::{
     domain::{
-        Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Run, RunError, RunEvent,
-        RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
+        Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Replay, ReplayMode, Run,
+        RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
+    models::{
+        determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
+        ProviderStatus, Role, Routed, RouterStats, Sampling, Usage,
+    },
     proto,
     store::JournalEntry,
 };
@@ -146,6 +150,8 @@ fn error_code(code: ErrorCode) -> proto::ErrorCode {
         ErrorCode::InvalidInput => proto::ErrorCode::InvalidInput,
         ErrorCode::Unsupported => proto::ErrorCode::Unsupported,
         ErrorCode::Internal => proto::ErrorCode::Internal,
+        ErrorCode::ModelFailed => proto::ErrorCode::ModelFailed,
+        ErrorCode::ReplayDiverged => proto::ErrorCode::ReplayDiverged,
     }
 }
 
@@ -196,6 +202,12 @@ pub fn run(run: &Run) -> proto::Run {
         last_log_sequence: run.last_log_sequence,
         history_prune_time: run.history_pruned_at.map(timestamp),
         decisions: run.decisions.iter().map(|(key, value)| (key.clone(), decision(value))).collect(),
+        replay_of: run.replay.map(|replay| replay.of.to_string()).unwrap_or_default(),
+        replay_mode: match run.replay.map(|replay| replay.mode) {
+            None => proto::ReplayMode::Unspecified,
+            Some(ReplayMode::Exact) => proto::ReplayMode::Exact,
+            Some(ReplayMode::FromStep) => proto::ReplayMode::FromStep,
+        } as i32,
     }
 }
 
@@ -248,6 +260,14 @@ pub fn from_run(run: proto::Run) -> Result<Run> {
         last_event_sequence: run.last_event_sequence,
         last_log_sequence: run.last_log_sequence,
         history_pruned_at: time(run.history_prune_time, "run.history_prune_time")?,
+        replay: match (run.replay_of.as_str(), proto::ReplayMode::try_from(run.replay_mode)) {
+            ("", _) | (_, Ok(proto::ReplayMode::Unspecified)) => None,
+            (of, Ok(mode)) => Some(Replay {
+                of: RunId::parse("run.replay_of", of)?,
+                mode: if mode == proto::ReplayMode::Exact { ReplayMode::Exact } else { ReplayMode::FromStep },
+            }),
+            (_, Err(_)) => return Err(Error::invalid("run.replay_mode", format!("{} is not a ReplayMode", run.replay_mode))),
+        },
     })
 }
 
@@ -263,6 +283,8 @@ pub fn from_run_error(error: proto::RunError) -> Result<RunError> {
         Ok(proto::ErrorCode::InvalidInput) => ErrorCode::InvalidInput,
         Ok(proto::ErrorCode::Unsupported) => ErrorCode::Unsupported,
         Ok(proto::ErrorCode::Internal) => ErrorCode::Internal,
+        Ok(proto::ErrorCode::ModelFailed) => ErrorCode::ModelFailed,
+        Ok(proto::ErrorCode::ReplayDiverged) => ErrorCode::ReplayDiverged,
         Err(_) => return Err(Error::invalid("error.code", format!("{} is not an ErrorCode", error.code))),
     };
     if error.message.is_empty() {
@@ -421,6 +443,220 @@ pub fn log_line(line: &LogLine) -> proto::LogLine {
         attempt: line.attempt,
         stream: log_stream(line.stream).into(),
         text: line.text.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------------
+
+/// The longest timeout a `ModelService` call may ask for.
+const MAX_MODEL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A `GenerateRequest` as the router takes it: the request, and the one provider it names.
+pub fn model_request(request: proto::GenerateRequest) -> Result<(ModelRequest, Option<String>)> {
+    let mut violations = Vec::new();
+    let mut bad = |field: &str, description: &str| violations.push(crate::error::FieldViolation { field: field.to_owned(), description: description.to_owned() });
+    if request.messages.is_empty() {
+        bad("messages", "is required: give at least one message");
+    }
+    if request.messages.iter().all(|message| message.content.trim().is_empty()) && !request.messages.is_empty() {
+        bad("messages", "every message is empty; say something");
+    }
+    if let Some(temperature) = request.temperature
+        && !(temperature.is_finite() && (0.0..=2.0).contains(&temperature))
+    {
+        bad("temperature", "must be from 0 to 2");
+    }
+    if let Some(top_p) = request.top_p
+        && !(top_p.is_finite() && top_p > 0.0 && top_p <= 1.0)
+    {
+        bad("top_p", "must be above 0 and at most 1");
+    }
+    if request.max_tokens == Some(0) {
+        bad("max_tokens", "must be at least 1, or unset for the provider's default");
+    }
+    if !request.model.is_empty() && request.provider.is_empty() {
+        bad("model", "is only meaningful with `provider`: a chain's providers use their configured models");
+    }
+    let timeout = match request.timeout.map(|timeout| from_duration(timeout, "timeout")).transpose() {
+        Ok(Some(timeout)) if timeout.is_zero() || timeout > MAX_MODEL_TIMEOUT => {
+            bad("timeout", "must be above 0 and at most 1 hour");
+            Duration::ZERO
+        }
+        Ok(timeout) => timeout.unwrap_or(Duration::from_secs(120)),
+        Err(Error::InvalidArgument(found)) => {
+            violations.extend(found);
+            Duration::ZERO
+        }
+        Err(other) => return Err(other),
+    };
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    let messages = request
+        .messages
+        .into_iter()
+        .map(|message| Message {
+            role: match proto::ChatRole::try_from(message.role) {
+                Ok(proto::ChatRole::System) => Role::System,
+                Ok(proto::ChatRole::Assistant) => Role::Assistant,
+                _ => Role::User,
+            },
+            content: message.content,
+        })
+        .collect();
+    let model_request = ModelRequest {
+        model: (!request.model.is_empty()).then_some(request.model),
+        system: (!request.system.is_empty()).then_some(request.system),
+        messages,
+        sampling: Sampling { temperature: request.temperature, top_p: request.top_p, seed: request.seed, max_tokens: request.max_tokens },
+        stop: request.stop,
+        timeout,
+        workdir: None,
+        origin: Origin { role: (!request.role.is_empty()).then_some(request.role), ..Origin::default() },
+    };
+    Ok((model_request, (!request.provider.is_empty()).then_some(request.provider)))
+}
+
+/// A routed answer on the wire.
+pub fn generate_response(request: &ModelRequest, routed: Routed) -> proto::GenerateResponse {
+    let completion = routed.completion;
+    proto::GenerateResponse {
+        text: completion.text,
+        provider: routed.provider,
+        link: u32::try_from(routed.link).unwrap_or(u32::MAX),
+        chain: routed.chain,
+        model: completion.model,
+        params: Some(proto::AppliedParams {
+            model: completion.applied.model,
+            temperature: completion.applied.temperature,
+            top_p: completion.applied.top_p,
+            seed: completion.applied.seed,
+            max_tokens: completion.applied.max_tokens,
+            stream: completion.applied.stream,
+        }),
+        fingerprint: completion.fingerprint.unwrap_or_default(),
+        usage: Some(proto::TokenUsage { input_tokens: completion.usage.input_tokens, output_tokens: completion.usage.output_tokens }),
+        latency: Some(duration(routed.latency)),
+        finish_reason: completion.finish_reason.unwrap_or_default(),
+        failed: routed.failed.into_iter().map(failed_call).collect(),
+        prompt_hash: determinism::prompt_hash(request),
+    }
+}
+
+fn failed_call(call: FailedCall) -> proto::FailedCall {
+    proto::FailedCall {
+        provider: call.provider,
+        failure_class: call.class.as_str().to_owned(),
+        message: call.message,
+        latency: Some(duration(Duration::from_secs_f64(call.latency_ms.max(0.0) / 1e3))),
+    }
+}
+
+/// A routed answer from the wire (a remote worker's call through `ModelService`).
+pub fn from_generate_response(response: proto::GenerateResponse) -> Routed {
+    let params = response.params.unwrap_or_default();
+    let usage = response.usage.unwrap_or_default();
+    let latency = |value: Option<prost_types::Duration>| value.and_then(|value| from_duration(value, "latency").ok()).unwrap_or_default();
+    Routed {
+        completion: Completion {
+            text: response.text,
+            model: response.model,
+            fingerprint: (!response.fingerprint.is_empty()).then_some(response.fingerprint),
+            usage: Usage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens },
+            finish_reason: (!response.finish_reason.is_empty()).then_some(response.finish_reason),
+            applied: AppliedParams {
+                model: params.model,
+                temperature: params.temperature,
+                top_p: params.top_p,
+                seed: params.seed,
+                max_tokens: params.max_tokens,
+                stream: params.stream,
+            },
+        },
+        provider: response.provider,
+        link: response.link as usize,
+        chain: response.chain,
+        latency: latency(response.latency),
+        failed: response
+            .failed
+            .into_iter()
+            .map(|call| FailedCall {
+                provider: call.provider,
+                class: FailureClass::parse(&call.failure_class).unwrap_or(FailureClass::ServerError),
+                message: call.message,
+                latency_ms: latency(call.latency).as_secs_f64() * 1e3,
+            })
+            .collect(),
+    }
+}
+
+/// A request to the router on the wire (a remote worker's call through `ModelService`).
+pub fn generate_request(request: &ModelRequest) -> proto::GenerateRequest {
+    proto::GenerateRequest {
+        role: request.origin.role.clone().unwrap_or_default(),
+        provider: String::new(),
+        model: String::new(),
+        system: request.system.clone().unwrap_or_default(),
+        messages: request
+            .messages
+            .iter()
+            .map(|message| proto::ChatMessage {
+                role: match message.role {
+                    Role::System => proto::ChatRole::System,
+                    Role::User => proto::ChatRole::User,
+                    Role::Assistant => proto::ChatRole::Assistant,
+                } as i32,
+                content: message.content.clone(),
+            })
+            .collect(),
+        temperature: request.sampling.temperature,
+        top_p: request.sampling.top_p,
+        seed: request.sampling.seed,
+        max_tokens: request.sampling.max_tokens,
+        stop: request.stop.clone(),
+        timeout: Some(duration(request.timeout)),
+    }
+}
+
+/// A provider as `ListProviders` shows it.
+pub fn provider_info(status: ProviderStatus) -> proto::ProviderInfo {
+    proto::ProviderInfo {
+        name: status.name,
+        r#type: status.kind.as_str().to_owned(),
+        model: status.model,
+        circuit_state: match status.state {
+            CircuitState::Closed => proto::CircuitState::Closed,
+            CircuitState::Open => proto::CircuitState::Open,
+            CircuitState::HalfOpen => proto::CircuitState::HalfOpen,
+        } as i32,
+        cooldown_remaining: Some(duration(status.cooldown_left)),
+        recent_failures: status.failures,
+        last_failure_class: status.last_failure.map(|class| class.as_str().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// The router's figures on the wire.
+pub fn router_stats(stats: RouterStats) -> proto::RouterStats {
+    proto::RouterStats {
+        requests: stats.requests,
+        fallbacks: stats.fallbacks,
+        failed: stats.failed,
+        waited: stats.waited,
+        providers: stats
+            .providers
+            .into_iter()
+            .map(|(provider, figures)| proto::ProviderStats {
+                provider,
+                calls: figures.calls,
+                successes: figures.successes,
+                failures: figures.failures.into_iter().map(|(class, count)| (class.as_str().to_owned(), count)).collect(),
+                fallbacks: figures.fallbacks,
+                p50_latency: Some(duration(figures.p50)),
+                p99_latency: Some(duration(figures.p99)),
+            })
+            .collect(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod admin;
 pub(crate) mod convert;
+mod models;
 mod runs;
 pub mod status;
 mod workers;
@@ -13,6 +14,7 @@ use std::pin::Pin;
 use futures::Stream;
 
 pub use admin::AdminApi;
+pub use models::ModelApi;
 pub use runs::RunApi;
 pub use workers::WorkerApi;
 

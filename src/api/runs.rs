@@ -98,6 +98,14 @@ impl RunService for RunApi {
         Ok(Response::new(convert::run(&self.engine.retry_run(id, request.reset_journal).await?)))
     }
 
+    async fn replay_run(&self, request: Request<proto::ReplayRunRequest>) -> Result<Response<proto::Run>, Status> {
+        let request = request.into_inner();
+        let id = RunId::parse("id", &request.id)?;
+        let from_step = (!request.from_step.is_empty()).then_some(request.from_step.as_str());
+        let request_id = (!request.request_id.is_empty()).then_some(request.request_id.clone());
+        Ok(Response::new(convert::run(&self.engine.replay_run(id, from_step, request_id).await?)))
+    }
+
     async fn force_fail_run(&self, request: Request<proto::ForceFailRunRequest>) -> Result<Response<proto::Run>, Status> {
         let request = request.into_inner();
         let id = RunId::parse("id", &request.id)?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::Error;
+use crate::{error::Error, models::FailureClass};
 
 /// The `ErrorInfo.domain` of every Conclave error.
 pub const ERROR_DOMAIN: &str = "conclave.dev";
@@ -32,6 +32,16 @@ impl From<Error> for Status {
             Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN", HashMap::new()),
             Error::Unavailable(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", HashMap::new()),
             Error::Internal(_) => (Code::Internal, "INTERNAL", HashMap::new()),
+            Error::ModelCall { class, provider, retry_after, .. } => {
+                let mut metadata = HashMap::new();
+                if let Some(provider) = provider {
+                    metadata.insert("provider".to_owned(), provider.clone());
+                }
+                if let Some(wait) = retry_after {
+                    metadata.insert("retry_after_ms".to_owned(), wait.as_millis().to_string());
+                }
+                (model_failure_code(*class), model_failure_reason(*class), metadata)
+            }
         };
         if code == Code::Internal {
             tracing::error!(error = %message, "internal error");
@@ -65,6 +75,54 @@ pub fn error_from_status(status: &Status) -> Error {
         (Code::InvalidArgument, _) => Error::invalid("request", status.message()),
         (code, _) => Error::Internal(format!("server answered {code:?}: {}", status.message())),
     }
+}
+
+/// The gRPC code of a failed model call: what the caller should do about it.
+fn model_failure_code(class: FailureClass) -> Code {
+    match class {
+        FailureClass::RateLimited | FailureClass::SpendLimit => Code::ResourceExhausted,
+        FailureClass::Timeout => Code::DeadlineExceeded,
+        FailureClass::ContextTooLong | FailureClass::ContentPolicy | FailureClass::InvalidRequest => Code::InvalidArgument,
+        // The server's credentials or programs are wrong: the caller cannot fix it by retrying.
+        FailureClass::Authentication | FailureClass::ProgramMissing => Code::FailedPrecondition,
+        FailureClass::Overloaded
+        | FailureClass::ServerError
+        | FailureClass::Transport
+        | FailureClass::MalformedResponse
+        | FailureClass::ProgramFailed => Code::Unavailable,
+    }
+}
+
+/// The stable `ErrorInfo.reason` of a failed model call: its class in capitals.
+fn model_failure_reason(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::RateLimited => "RATE_LIMITED",
+        FailureClass::Overloaded => "OVERLOADED",
+        FailureClass::ServerError => "SERVER_ERROR",
+        FailureClass::SpendLimit => "SPEND_LIMIT",
+        FailureClass::Authentication => "AUTHENTICATION",
+        FailureClass::ContextTooLong => "CONTEXT_TOO_LONG",
+        FailureClass::ContentPolicy => "CONTENT_POLICY",
+        FailureClass::InvalidRequest => "INVALID_REQUEST",
+        FailureClass::Timeout => "TIMEOUT",
+        FailureClass::Transport => "TRANSPORT",
+        FailureClass::MalformedResponse => "MALFORMED_RESPONSE",
+        FailureClass::ProgramMissing => "PROGRAM_MISSING",
+        FailureClass::ProgramFailed => "PROGRAM_FAILED",
+    }
+}
+
+/// The model failure a status stands for, if it is one (a remote worker's call through
+/// `ModelService`).
+pub fn model_failure_from_status(status: &Status) -> Option<Error> {
+    let info = status.get_error_details().error_info().cloned()?;
+    let class = FailureClass::ALL.into_iter().find(|class| model_failure_reason(*class) == info.reason)?;
+    Some(Error::ModelCall {
+        class,
+        provider: info.metadata.get("provider").cloned(),
+        message: status.message().to_owned(),
+        retry_after: info.metadata.get("retry_after_ms").and_then(|ms| ms.parse().ok()).map(std::time::Duration::from_millis),
+    })
 }
 
 fn not_found_reason(resource: &str) -> &'static str {

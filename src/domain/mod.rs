@@ -12,7 +12,7 @@ pub use event::{EventKind, RunEvent};
 pub use ids::{RunId, WorkerId, WorkspaceId};
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use run::{
-    Decision, DecisionOutcome, ErrorCode, Lease, NewRun, Run, RunError, RunQuery, RunState,
+    Decision, DecisionOutcome, ErrorCode, JournalEntry, Lease, NewRun, Replay, ReplayMode, Run, RunError, RunQuery, RunState,
     Waiting, DEFAULT_WORKSPACE,
 };
 pub use time::Timestamp;

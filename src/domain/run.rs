@@ -91,6 +91,10 @@ pub enum ErrorCode {
     Unsupported,
     /// A failure of Conclave itself.
     Internal,
+    /// A model call got no answer after the router's retries and fallbacks.
+    ModelFailed,
+    /// A replay asked for a step its journal does not have.
+    ReplayDiverged,
 }
 
 /// Why a run or one of its attempts failed.
@@ -200,6 +204,61 @@ pub struct NewRun {
     pub request_id: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
+    /// The run this one replays, if it is a replay.
+    pub replay: Option<Replay>,
+    /// Journal entries it starts with (a replay's copy of the replayed run's).
+    pub journal: Vec<JournalEntry>,
+    /// Decisions it starts with (a replay's copy of the replayed run's).
+    pub decisions: BTreeMap<String, Decision>,
+}
+
+/// A journaled step's recorded result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    /// The step's key, unique within the run.
+    pub key: String,
+    /// The step's result.
+    pub output: Value,
+    /// The attempt that executed it.
+    pub attempt: u32,
+    /// When it finished.
+    pub finished_at: Timestamp,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// How a replay re-executes the run it copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayMode {
+    /// Every step from the copied journal; a step the journal lacks is a divergence, so no
+    /// provider or tool is called.
+    Exact,
+    /// The journal up to a step; that step and the ones after it execute live.
+    FromStep,
+}
+
+impl ReplayMode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::FromStep => "from_step",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Exact, Self::FromStep].into_iter().find(|mode| mode.as_str() == name)
+    }
+}
+
+/// What a replay run replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    /// The run it re-executes.
+    pub of: RunId,
+    /// How.
+    pub mode: ReplayMode,
 }
 
 /// A run as stored.
@@ -259,6 +318,8 @@ pub struct Run {
     pub last_log_sequence: u64,
     /// When retention removed the run's events, logs and journal (the run itself remains).
     pub history_pruned_at: Option<Timestamp>,
+    /// The run this one replays, if it is a replay.
+    pub replay: Option<Replay>,
 }
 
 /// Filters and paging of a run listing.

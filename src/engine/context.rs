@@ -14,8 +14,9 @@ use super::{
     host::{AttemptHost, AttemptSettings},
 };
 use crate::{
-    domain::{Decision, ErrorCode, Lease, LogStream, NewLogLine, Run, RunError, RunId, Timestamp},
+    domain::{Decision, ErrorCode, Lease, LogStream, NewLogLine, Replay, ReplayMode, Run, RunError, RunId, Timestamp},
     error::Error,
+    models::{determinism, ModelCall, ModelRequest},
     store::JournalEntry,
 };
 
@@ -153,10 +154,25 @@ impl RunContext {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, WorkflowError>>,
     {
-        if let Some(recorded) = self.journal.lock().await.get(key) {
-            return serde_json::from_value(recorded.clone()).map_err(|err| {
-                WorkflowError::fatal(format!("the journal entry of step `{key}` does not fit the workflow: {err}"))
-            });
+        {
+            let journal = self.journal.lock().await;
+            if let Some(recorded) = journal.get(key) {
+                return serde_json::from_value(recorded.clone()).map_err(|err| {
+                    WorkflowError::fatal(format!("the journal entry of step `{key}` does not fit the workflow: {err}"))
+                });
+            }
+            if let Some(Replay { of, mode: ReplayMode::Exact }) = self.run.replay {
+                let mut recorded: Vec<&str> = journal.keys().map(String::as_str).collect();
+                recorded.sort_unstable();
+                return Err(WorkflowError::Failed {
+                    code: ErrorCode::ReplayDiverged,
+                    message: format!(
+                        "the replay of run {of} diverged at step `{key}`: the journal of run {of} has no such step (its steps: {}); the workflow or its input changed since it ran",
+                        recorded.join(", ")
+                    ),
+                    retryable: false,
+                });
+            }
         }
         self.check_running()?;
         let started = Instant::now();
@@ -173,6 +189,52 @@ impl RunContext {
         self.host.record_step(&self.lease, entry).await?;
         self.journal.lock().await.insert(key.to_owned(), output);
         Ok(result)
+    }
+
+    /// Calls a model as a journaled step under `key`. The request's `origin.role` picks the
+    /// router's chain; temperature 0 and the step's seed apply unless the request sets them.
+    /// The answer is journaled with what produced it ([`ModelCall`]), and its text is written to
+    /// the run's log as it streams in. A resumed or replayed run gets the journaled answer
+    /// without calling any provider.
+    pub async fn generate(&self, key: &str, mut request: ModelRequest, prompt_version: Option<&str>) -> Result<ModelCall, WorkflowError> {
+        request.origin.run_id = Some(self.run.id);
+        request.origin.step = Some(key.to_owned());
+        let request = &request;
+        self.step(key, || async move {
+            let seed = determinism::deterministic(request).seed;
+            let (tokens, pieces) = mpsc::channel(64);
+            let call = async move {
+                let result = self.host.generate(&self.lease, request, Some(&tokens)).await;
+                drop(tokens);
+                result
+            };
+            let (result, ()) = tokio::join!(call, self.log_pieces(pieces));
+            match result {
+                Ok(routed) => Ok(ModelCall::new(request, routed, seed, prompt_version.map(str::to_owned))),
+                Err(failure) => Err(WorkflowError::Failed {
+                    code: ErrorCode::ModelFailed,
+                    message: format!("model call `{key}` failed: {failure}"),
+                    retryable: failure.failure.class.is_transient(),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Writes streamed text to the log a line at a time.
+    async fn log_pieces(&self, mut pieces: mpsc::Receiver<String>) {
+        let mut pending = String::new();
+        while let Some(piece) = pieces.recv().await {
+            pending.push_str(&piece);
+            if let Some(end) = pending.rfind('\n') {
+                let rest = pending.split_off(end + 1);
+                self.log(LogStream::Stdout, pending.trim_end_matches('\n')).await;
+                pending = rest;
+            }
+        }
+        if !pending.is_empty() {
+            self.log(LogStream::Stdout, &pending).await;
+        }
     }
 
     /// Appends a line (or several, split at newlines) to the run's log. Lines are written in

@@ -12,6 +12,7 @@ use super::{lifecycle, Core, EngineConfig};
 use crate::{
     domain::{Lease, NewLogLine, RunError, Timestamp},
     error::Result,
+    models::{ModelRequest, RouteFailure, Routed, TokenSink},
     store::{JournalEntry, LeaseStatus},
 };
 
@@ -80,6 +81,10 @@ pub trait AttemptHost: Send + Sync + 'static {
 
     /// Records how the attempt ended.
     async fn finish(&self, lease: &Lease, ending: Ending) -> Result<()>;
+
+    /// Calls a model through the router (the server's: a remote worker asks its server), for
+    /// the run under `lease`. With `tokens`, the answer is streamed there as it is generated.
+    async fn generate(&self, lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure>;
 }
 
 #[async_trait]
@@ -119,5 +124,9 @@ impl AttemptHost for Core {
 
     async fn finish(&self, lease: &Lease, ending: Ending) -> Result<()> {
         self.end_attempt(lease, ending).await.map(drop)
+    }
+
+    async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {
+        self.router.route(request, None, tokens).await
     }
 }

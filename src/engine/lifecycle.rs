@@ -363,6 +363,7 @@ mod tests {
             last_event_sequence: 2,
             last_log_sequence: 0,
             history_pruned_at: None,
+            replay: None,
         }
     }
 

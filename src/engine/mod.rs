@@ -44,6 +44,7 @@ use self::{commit::Committer, hub::Hub, lifecycle::RetryPolicy};
 use crate::{
     domain::{Lease, LogLine, Run, RunEvent, RunId, RunState, Timestamp, WorkerId, WorkspaceId},
     error::Result,
+    models::Router,
     store::{ClaimRequest, SharedStore, Transition, Update},
 };
 
@@ -181,6 +182,8 @@ impl Fanout {
 struct Core {
     store: SharedStore,
     registry: Registry,
+    /// Every model call of the runs this process executes, and of `ModelService`.
+    router: Arc<Router>,
     config: EngineConfig,
     fanout: Arc<Fanout>,
     committer: Committer,
@@ -249,7 +252,7 @@ impl Engine {
     /// An engine over a store, running the kinds of a registry. Call [`Engine::start`] to begin
     /// executing runs. Must be called inside a Tokio runtime: it starts the group-commit writers
     /// (and, on Postgres, the announcements to and from the other processes).
-    pub fn new(store: SharedStore, registry: Registry, config: EngineConfig) -> Self {
+    pub fn new(store: SharedStore, registry: Registry, router: Arc<Router>, config: EngineConfig) -> Self {
         let inbox = store.listen();
         let fanout = Arc::new(Fanout {
             events: Arc::new(Hub::new(config.hub_capacity)),
@@ -266,6 +269,7 @@ impl Engine {
         let core = Core {
             store,
             registry,
+            router,
             config,
             fanout,
             committer,
@@ -307,6 +311,11 @@ impl Engine {
     /// The kinds this engine runs.
     pub fn registry(&self) -> &Registry {
         &self.core.registry
+    }
+
+    /// The model router.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.core.router
     }
 
     /// Runs being executed by this process right now.

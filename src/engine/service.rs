@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Decision, LogLine, NewRun, Page, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, WorkspaceId,
+        Decision, LogLine, NewRun, Page, Replay, ReplayMode, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, WorkspaceId,
         DEFAULT_WORKSPACE,
     },
     error::{Error, FieldViolation, Result},
@@ -164,6 +164,74 @@ impl Engine {
     pub async fn retry_run(&self, id: RunId, reset_journal: bool) -> Result<Run> {
         let now = Timestamp::now();
         Ok(self.core.update(id, move |run| lifecycle::retry(run, reset_journal, now)).await?.run)
+    }
+
+    /// Creates a run that re-executes a finished run from its journal: every step (exact), or
+    /// the steps journaled before `from_step`, then live. The replay keeps the original's kind,
+    /// input, decisions and limits, and starts queued.
+    pub async fn replay_run(&self, id: RunId, from_step: Option<&str>, request_id: Option<String>) -> Result<Run> {
+        if let Some(request_id) = &request_id
+            && (request_id.len() > MAX_REQUEST_ID || request_id.chars().any(char::is_control))
+        {
+            return Err(Error::invalid("request_id", format!("must be at most {MAX_REQUEST_ID} bytes without control characters")));
+        }
+        let source = self.get_run(id).await?;
+        if !source.state.is_terminal() {
+            return Err(Error::precondition(
+                "RUN_NOT_FINISHED",
+                format!("run {id} is {}; only a finished run can be replayed", source.state),
+            ));
+        }
+        if source.history_pruned_at.is_some() {
+            return Err(Error::precondition(
+                "HISTORY_PRUNED",
+                format!("run {id}'s journal was removed by retention; it can no longer be replayed"),
+            ));
+        }
+        let journal = self.core.store.read_journal(id).await?;
+        let (journal, mode) = match from_step {
+            None => (journal, ReplayMode::Exact),
+            Some(step) => {
+                let Some(position) = journal.iter().position(|entry| entry.key == step) else {
+                    let keys: Vec<&str> = journal.iter().map(|entry| entry.key.as_str()).collect();
+                    return Err(Error::invalid(
+                        "from_step",
+                        format!("run {id}'s journal has no step `{step}`; its steps, in order: {}", keys.join(", ")),
+                    ));
+                };
+                let mut journal = journal;
+                journal.truncate(position);
+                (journal, ReplayMode::FromStep)
+            }
+        };
+        let now = Timestamp::now();
+        let new = NewRun {
+            id: RunId::new(),
+            workspace: source.workspace.clone(),
+            kind: source.kind.clone(),
+            input: source.input.clone(),
+            priority: source.priority,
+            max_attempts: source.max_attempts,
+            attempt_timeout: source.attempt_timeout,
+            deadline: None,
+            concurrency: source.concurrency.clone(),
+            labels: source.labels.clone(),
+            request_id,
+            created_at: now,
+            replay: Some(Replay { of: id, mode }),
+            journal,
+            decisions: source.decisions.clone(),
+        };
+        self.core.registry.resolve(&new.kind)?;
+        let created = self.core.committer.create(new.clone()).await?;
+        let run = created.transition.run;
+        if !created.created && run.replay != new.replay {
+            return Err(Error::AlreadyExists {
+                reason: "REQUEST_ID_REUSED",
+                message: format!("request_id `{}` was already used for run {}; use a new request_id", new.request_id.unwrap_or_default(), run.id),
+            });
+        }
+        Ok(run)
     }
 
     /// Fails an unfinished run at once.
@@ -360,6 +428,9 @@ fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, viol
         labels: request.labels,
         request_id: (!request.request_id.is_empty()).then_some(request.request_id),
         created_at: now,
+        replay: None,
+        journal: Vec::new(),
+        decisions: BTreeMap::new(),
     }
 }
 

@@ -14,7 +14,6 @@ mod sqlite;
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::{
     domain::{
@@ -22,7 +21,10 @@ use crate::{
         RunState, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
+    models::Circuit,
 };
+
+pub use crate::domain::JournalEntry;
 
 pub use postgres::PostgresStore;
 pub use sql_store::{Dialect, SqlStore};
@@ -83,21 +85,6 @@ pub struct Created {
     pub created: bool,
 }
 
-/// A journaled step's recorded result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JournalEntry {
-    /// The step's key, unique within the run.
-    pub key: String,
-    /// The step's result.
-    pub output: Value,
-    /// The attempt that executed it.
-    pub attempt: u32,
-    /// When it finished.
-    pub finished_at: Timestamp,
-    /// How long it took.
-    pub duration: Duration,
-}
-
 /// A worker asking for runs to execute.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
@@ -154,6 +141,10 @@ impl Pruned {
 
 /// The state-machine function handed to [`Store::update_run`].
 pub type UpdateFn<'a> = &'a (dyn Fn(&Run) -> Result<Update> + Send + Sync);
+
+/// A change to a provider's circuit, decided from the circuit as stored (a provider never
+/// tripped gets a closed one).
+pub type CircuitFn<'a> = &'a (dyn Fn(&Circuit) -> Circuit + Send + Sync);
 
 /// Durable storage of runs, their events, logs and journals.
 ///
@@ -262,6 +253,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes up to `limit` runs finished before `before`, with everything they own.
     async fn delete_finished_runs(&self, before: Timestamp, limit: u32) -> Result<u64>;
+
+    /// The stored circuits of these providers; a provider that never failed has none.
+    async fn read_circuits(&self, providers: &[String]) -> Result<Vec<Circuit>>;
+
+    /// Changes one provider's circuit atomically, even with several processes failing calls
+    /// to it at once, and returns the circuit as stored.
+    async fn update_circuit(&self, provider: &str, change: CircuitFn<'_>, now: Timestamp) -> Result<Circuit>;
 
     /// Tries to become (or checks that this process still is) the one leader among the
     /// processes sharing the database, which runs maintenance. Where one process owns the

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::{json_column, to_json, ClaimRequest, JournalEntry, QueueCounts, Transition, Update, UpdateFn};
 use crate::{
     domain::{
-        Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun, Run, RunError, RunEvent,
-        RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
+        Decision, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun, Replay, ReplayMode, Run, RunError,
+        RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
 };
@@ -22,7 +22,7 @@ pub const RUN_COLUMNS: &str = "id, workspace_id, kind, state, input, output, err
     max_attempts, attempt, attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, \
     labels, request_id, created_at, started_at, finished_at, updated_at, scheduled_at, waiting, \
     decisions, lease_worker, lease_epoch, lease_expires_at, cancel_requested, last_event_seq, \
-    last_log_seq, history_pruned_at";
+    last_log_seq, history_pruned_at, replay_of, replay_mode";
 
 /// A `runs` row as both backends return it.
 #[derive(Debug, sqlx::FromRow)]
@@ -57,6 +57,8 @@ pub struct RunRow {
     pub last_event_seq: i64,
     pub last_log_seq: i64,
     pub history_pruned_at: Option<i64>,
+    pub replay_of: Option<String>,
+    pub replay_mode: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -103,6 +105,13 @@ impl TryFrom<RunRow> for Run {
             last_event_sequence: to_u64(row.last_event_seq),
             last_log_sequence: to_u64(row.last_log_seq),
             history_pruned_at: row.history_pruned_at.map(Timestamp::from_micros),
+            replay: match (row.replay_of, row.replay_mode) {
+                (Some(of), Some(mode)) => Some(Replay {
+                    of: RunId::parse("replay_of", &of).map_err(|_| Error::Internal(format!("run {id} replays a corrupt run id {of}")))?,
+                    mode: ReplayMode::parse(&mode).ok_or_else(|| Error::Internal(format!("run {id} has unknown replay mode {mode}")))?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -490,7 +499,7 @@ fn multi_row<T>(head: &str, tail: &str, items: &[T], tuple: impl Fn(&T) -> Resul
 pub fn insert_runs(runs: &[NewRun]) -> Result<Vec<Statement>> {
     let head = "INSERT INTO runs (id, workspace_id, kind, state, input, priority, max_attempts, \
         attempt_timeout_ms, deadline, concurrency_key, concurrency_limit, labels, request_id, created_at, \
-        updated_at, scheduled_at, last_event_seq) VALUES ";
+        updated_at, scheduled_at, last_event_seq, decisions, replay_of, replay_mode) VALUES ";
     let tail = format!(" ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}");
     multi_row(head, &tail, runs, |run| {
         let (key, limit) = match &run.concurrency {
@@ -516,6 +525,9 @@ pub fn insert_runs(runs: &[NewRun]) -> Result<Vec<Statement>> {
             created.into(),
             created.into(),
             1_i64.into(),
+            to_json(&run.decisions)?.into(),
+            run.replay.map(|replay| replay.of.to_string()).into(),
+            run.replay.map(|replay| replay.mode.as_str().to_owned()).into(),
         ])
     })
 }
@@ -715,7 +727,9 @@ where
         let run = Run::try_from(<RunRow as sqlx::FromRow<DB::Row>>::from_row(&row)?)?;
         results.push(super::Created { transition: Transition { run, events: Vec::new() }, created: false });
     }
-    for statement in insert_events(&events)?.into_iter().chain(insert_labels(&fresh)?) {
+    let copied: Vec<(RunId, JournalEntry)> =
+        fresh.iter().flat_map(|run| run.journal.iter().map(|entry| (run.id, entry.clone()))).collect();
+    for statement in insert_events(&events)?.into_iter().chain(insert_labels(&fresh)?).chain(insert_steps(&copied)?) {
         query::<DB>(statement).execute(&mut *conn).await?;
     }
     Ok(results)
@@ -980,6 +994,7 @@ pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
 }
 
 /// The channel processes sharing a Postgres database notify each other on.
+pub mod circuits;
 pub mod retention;
 pub mod workers;
 

@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use super::{
-    sql::{self, retention, workers, Statement},
-    ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
+    sql::{self, circuits, retention, workers, Statement},
+    CircuitFn, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
 };
 use crate::{
     domain::{Lease, LogLine, NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery, Timestamp, Worker, WorkerId, WorkspaceId},
     error::{Error, Result},
+    models::Circuit,
 };
 
 /// What differs between the SQL backends.
@@ -110,6 +111,7 @@ where
     sql::JournalRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     sql::Scalars: for<'r> sqlx::FromRow<'r, DB::Row>,
     workers::WorkerRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    circuits::CircuitRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -357,6 +359,25 @@ where
         sql::query::<DB>(retention::mark_pruned(&ids, now)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    async fn read_circuits(&self, providers: &[String]) -> Result<Vec<Circuit>> {
+        if providers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<circuits::CircuitRow> = read(&self.reader, circuits::select(providers)).await?;
+        rows.into_iter().map(Circuit::try_from).collect()
+    }
+
+    async fn update_circuit(&self, provider: &str, change: CircuitFn<'_>, now: Timestamp) -> Result<Circuit> {
+        let mut tx = self.writer.begin().await?;
+        sql::query::<DB>(circuits::ensure(provider, now)).execute(&mut *tx).await?;
+        let row = sql::query::<DB>(circuits::select_one(provider, self.dialect.locks_rows())).fetch_one(&mut *tx).await?;
+        let stored = Circuit::try_from(<circuits::CircuitRow as sqlx::FromRow<DB::Row>>::from_row(&row)?)?;
+        let changed = change(&stored);
+        sql::query::<DB>(circuits::write(&changed, now)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn delete_finished_runs(&self, before: Timestamp, limit: u32) -> Result<u64> {

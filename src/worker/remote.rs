@@ -21,11 +21,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{
-    api::{convert, status::error_from_status},
+    api::{
+        convert,
+        status::{error_from_status, model_failure_from_status},
+    },
     domain::{Lease, NewLogLine, RunId},
     engine::{AttemptHost, Ending},
     error::{Error, Result},
-    proto::{self, worker_service_client::WorkerServiceClient},
+    models::{determinism, CallFailure, FailureClass, ModelRequest, RouteFailure, Routed, TokenSink},
+    proto::{self, model_service_client::ModelServiceClient, worker_service_client::WorkerServiceClient},
     store::{JournalEntry, LeaseStatus},
 };
 
@@ -66,8 +70,14 @@ impl Servers {
 
     /// A client of the current server, and its index.
     pub fn client(&self) -> (usize, WorkerServiceClient<Channel>) {
+        let (index, channel) = self.channel();
+        (index, WorkerServiceClient::new(channel))
+    }
+
+    /// The channel of the current server, and its index.
+    pub fn channel(&self) -> (usize, Channel) {
         let index = self.current.load(Ordering::Relaxed) % self.channels.len();
-        (index, WorkerServiceClient::new(self.channels[index].1.clone()))
+        (index, self.channels[index].1.clone())
     }
 
     /// Moves on from server `failed` to the next one (unless another call already did).
@@ -291,5 +301,49 @@ impl AttemptHost for RemoteHost {
         })
         .await
         .map(drop)
+    }
+
+    /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults
+    /// applied here, where the run and the step are known.
+    async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {
+        let mut request = request.clone();
+        request.sampling = determinism::deterministic(&request);
+        let (_, channel) = self.servers.channel();
+        let mut client = ModelServiceClient::new(channel);
+        let mut delivered = false;
+        let failed = |status: tonic::Status, delivered: bool| {
+            let failure = match model_failure_from_status(&status) {
+                Some(Error::ModelCall { class, provider, message, retry_after }) => {
+                    let failure = CallFailure::new(class, message).retry_after(retry_after);
+                    return RouteFailure { failure, provider, failed: Vec::new(), after_first_token: delivered };
+                }
+                _ => CallFailure::new(FailureClass::Transport, format!("the server's ModelService failed: {}", status.message())),
+            };
+            RouteFailure { failure, provider: None, failed: Vec::new(), after_first_token: delivered }
+        };
+        let mut stream = match client.stream_generate(convert::generate_request(&request)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(failed(status, false)),
+        };
+        loop {
+            let item = match stream.message().await {
+                Ok(Some(message)) => message.item,
+                Ok(None) => {
+                    let failure = CallFailure::new(FailureClass::Transport, "the server's answer ended before the model's");
+                    return Err(RouteFailure { failure, provider: None, failed: Vec::new(), after_first_token: delivered });
+                }
+                Err(status) => return Err(failed(status, delivered)),
+            };
+            match item {
+                Some(proto::stream_generate_response::Item::Delta(piece)) => {
+                    delivered = true;
+                    if let Some(tokens) = tokens {
+                        let _ = tokens.send(piece).await;
+                    }
+                }
+                Some(proto::stream_generate_response::Item::Done(done)) => return Ok(convert::from_generate_response(done)),
+                None => {}
+            }
+        }
     }
 }

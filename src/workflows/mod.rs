@@ -3,10 +3,12 @@
 //! the same registry.
 
 mod basic;
+mod generate;
 mod input;
 mod shell;
 
 pub use basic::{Approval, Echo, Noop, Sleep, Steps};
+pub use generate::Generate;
 pub use shell::{Shell, ShellConfig};
 
 use crate::engine::Registry;
@@ -20,6 +22,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("echo", Echo)
         .register("approval", Approval)
         .register("steps", Steps)
+        .register("generate", Generate)
         .register("shell", Shell::new(shell));
     registry
 }

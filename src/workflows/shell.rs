@@ -23,6 +23,7 @@ use crate::{
     domain::{ErrorCode, LogStream},
     engine::{RunContext, Workflow, WorkflowError},
     error::{Error, Result},
+    process::GroupChild,
 };
 
 /// How the `shell` kind may be used on this server.
@@ -114,24 +115,23 @@ impl Workflow for Shell {
 
 /// Runs the command to its end, streaming its output; the exit code (or -signal) is the result.
 async fn run_command(ctx: &RunContext, params: &ShellParams) -> Result<i32, WorkflowError> {
-    let mut child = Command::new(&params.program)
+    let mut command = Command::new(&params.program);
+    command
         .args(&params.args)
         .current_dir(&params.cwd)
         .envs(&params.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound if !params.cwd.is_dir() => {
-                WorkflowError::invalid_input(format!("working directory {} does not exist", params.cwd.display()))
-            }
-            std::io::ErrorKind::NotFound => WorkflowError::invalid_input(format!("program `{}` was not found", params.program)),
-            _ => WorkflowError::fatal(format!("cannot start `{}`: {err}", params.program)),
-        })?;
-    let _group = ProcessGroup(child.id());
+        .stderr(Stdio::piped());
+    // Leads its own process group, killed whole when the command ends early (timeout,
+    // cancellation, a dropped attempt), so no grandchild outlives it holding its output open.
+    let mut child = GroupChild::spawn(&mut command).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound if !params.cwd.is_dir() => {
+            WorkflowError::invalid_input(format!("working directory {} does not exist", params.cwd.display()))
+        }
+        std::io::ErrorKind::NotFound => WorkflowError::invalid_input(format!("program `{}` was not found", params.program)),
+        _ => WorkflowError::fatal(format!("cannot start `{}`: {err}", params.program)),
+    })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let finished = async {
@@ -166,22 +166,6 @@ async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: 
             Ok(_) => {
                 let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
                 ctx.log(stream, &text).await;
-            }
-        }
-    }
-}
-
-/// Kills the command's whole process group when the command ends early (timeout, cancellation,
-/// a dropped attempt), so no grandchild outlives it holding its output open.
-struct ProcessGroup(Option<u32>);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) with a negative pid signals the process group the child leads (it
-            // was spawned with process_group(0)); it touches no memory of ours.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
             }
         }
     }

@@ -22,6 +22,7 @@ use conclave::{
     domain::LogStream,
     engine::{Engine, EngineConfig, Registry, RunContext, Workflow, WorkflowError},
     engine::lifecycle::RetryPolicy,
+    models::ModelsConfig,
     proto::{self, run_service_client::RunServiceClient},
     store::{self, SharedStore},
     workflows::{self, ShellConfig},
@@ -222,7 +223,8 @@ impl TestServer {
                 .expect("server runtime");
             runtime.block_on(async move {
                 let store = store::open(&url, 8).await.expect("open store");
-                let engine = Engine::new(store, registry, config);
+                let router = Arc::new(ModelsConfig::default().build(store.clone()).expect("the default models configuration"));
+                let engine = Engine::new(store, registry, router, config);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("local addr");
                 let _ = ready_tx.send((engine.clone(), addr));
