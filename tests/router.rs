@@ -69,19 +69,43 @@ async fn fails_over_in_chain_order_and_records_each_failure(database: &TestDatab
     assert_eq!(routed.completion.applied.temperature, Some(0.0), "temperature 0 by default");
 }
 
-async fn retries_after_the_providers_retry_after(database: &TestDatabase) {
+async fn retry_after_is_honoured_by_failing_over_or_waiting(database: &TestDatabase) {
     let store = open_store(database).await;
     let script = "[[script]]\nfail = \"rate_limited\"\nretry_after_ms = 300\ntimes = 1\n[[script]]\nreply = \"second try\"\n";
-    let router = router(
+    let lenient = RouterPolicy { retries: 2, breaker: BreakerPolicy { failures: 5, ..BreakerPolicy::default() }, ..policy(Duration::from_secs(30), Duration::from_secs(5)) };
+
+    // With a fallback, the call moves on at once, and the primary is not called before its time.
+    let router_with_fallback = router(
         &store,
-        vec![("primary", mock("primary", script)), ("fallback", mock("fallback", "[[script]]\nreply = \"fallback\"\n"))],
-        &["primary", "fallback"],
-        RouterPolicy { retries: 2, breaker: BreakerPolicy { failures: 5, ..BreakerPolicy::default() }, ..policy(Duration::from_secs(30), Duration::ZERO) },
+        vec![("limited", mock("limited", script)), ("fallback", mock("fallback", "[[script]]\nreply = \"fallback\"\n"))],
+        &["limited", "fallback"],
+        lenient,
     );
     let started = std::time::Instant::now();
-    let routed = ask(&router).await.expect("the primary answers its retry");
-    assert_eq!((routed.provider.as_str(), routed.completion.text.as_str()), ("primary", "second try"));
+    assert_eq!(ask(&router_with_fallback).await.expect("the fallback answers").provider, "fallback");
+    assert!(started.elapsed() < Duration::from_millis(300), "no wait while a fallback can answer");
+    assert_eq!(ask(&router_with_fallback).await.expect("again").provider, "fallback");
+    assert_eq!(calls(&router_with_fallback, "limited"), 1, "not called again before its Retry-After");
+
+    // Alone, the call waits for the Retry-After and asks the same provider again.
+    let alone = router(&store, vec![("alone", mock("alone", script))], &["alone"], lenient);
+    let started = std::time::Instant::now();
+    let routed = ask(&alone).await.expect("the provider answers after its Retry-After");
+    assert_eq!((routed.provider.as_str(), routed.completion.text.as_str()), ("alone", "second try"));
     assert!(started.elapsed() >= Duration::from_millis(300), "the retry waited for Retry-After");
+}
+
+async fn transient_failures_are_retried_with_backoff_on_the_same_provider(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let flaky = "[[script]]\nfail = \"server_error\"\ntimes = 2\n[[script]]\nreply = \"third time\"\n";
+    let router = router(
+        &store,
+        vec![("flaky", mock("flaky", flaky)), ("fallback", mock("fallback", "[[script]]\nreply = \"fallback\"\n"))],
+        &["flaky", "fallback"],
+        RouterPolicy { retries: 2, breaker: BreakerPolicy { failures: 5, ..BreakerPolicy::default() }, ..policy(Duration::from_secs(30), Duration::ZERO) },
+    );
+    let routed = ask(&router).await.expect("the third try answers");
+    assert_eq!((routed.provider.as_str(), routed.link, routed.failed.len()), ("flaky", 0, 2));
     assert_eq!(calls(&router, "fallback"), 0);
 }
 
@@ -220,7 +244,8 @@ async fn failures_of_the_request_itself_do_not_fail_over(database: &TestDatabase
 
 on_both_stores!(
     fails_over_in_chain_order_and_records_each_failure,
-    retries_after_the_providers_retry_after,
+    retry_after_is_honoured_by_failing_over_or_waiting,
+    transient_failures_are_retried_with_backoff_on_the_same_provider,
     a_tripped_circuit_is_seen_by_another_router_on_the_same_store,
     a_cooling_chain_is_waited_for_within_the_bound,
     the_primary_takes_over_again_when_its_cooldown_ends,

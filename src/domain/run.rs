@@ -322,6 +322,14 @@ pub struct Run {
     pub replay: Option<Replay>,
 }
 
+impl Run {
+    /// Whether the run may have journaled steps when it is claimed: it has events beyond its
+    /// creation and this claim, or it started with a copied journal (a replay).
+    pub fn may_have_journal(&self) -> bool {
+        self.last_event_sequence > 2 || self.replay.is_some()
+    }
+}
+
 /// Filters and paging of a run listing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunQuery {

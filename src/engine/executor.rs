@@ -108,10 +108,10 @@ async fn prepare(core: &Core, run: Run, lease: Lease) -> Result<(Arc<dyn Workflo
     Ok((workflow, Attempt { run, lease, journal }))
 }
 
-/// The run's journal by key. A run whose only events are its creation and this claim has never
-/// executed a step, so its first attempt (the common case) skips the read.
+/// The run's journal by key; the first attempt of a run that is not a replay (the common case)
+/// skips the read.
 async fn read_journal(core: &Core, run: &Run) -> Result<HashMap<String, Value>> {
-    if run.last_event_sequence <= 2 {
+    if !run.may_have_journal() {
         return Ok(HashMap::new());
     }
     let entries = core.store.read_journal(run.id).await?;

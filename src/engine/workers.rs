@@ -327,7 +327,7 @@ impl Dispatcher {
         let mut claimed = claimed.into_iter();
         while let Some(run) = claimed.next() {
             let Some(epoch) = run.lease.as_ref().map(|lease| lease.epoch) else { continue };
-            let journal = if run.last_event_sequence > 2 { self.core.store.read_journal(run.id).await } else { Ok(Vec::new()) };
+            let journal = if run.may_have_journal() { self.core.store.read_journal(run.id).await } else { Ok(Vec::new()) };
             let message = journal.map(|journal| AssignmentMessage::Run { run: Box::new(run.clone()), journal });
             self.hold(run.id, epoch, ended);
             if self.sender.send(message).await.is_err() {

@@ -150,16 +150,18 @@ impl Circuit {
         }
         next.failures += 1;
         let repeats = matches!(failure.class, FailureClass::SpendLimit | FailureClass::Authentication | FailureClass::ProgramMissing);
+        let tripped = repeats || next.failures >= policy.failures.max(1);
+        // A provider that says when to come back is not called before then, tripped or not.
         let opens = match state {
             CircuitState::HalfOpen => true,
             CircuitState::Open => false,
-            CircuitState::Closed => repeats || next.failures >= policy.failures.max(1),
+            CircuitState::Closed => tripped || failure.retry_after.is_some(),
         };
         if opens {
-            let cooldown = if state == CircuitState::HalfOpen {
-                (self.last_cooldown * 2).min(policy.max_cooldown)
-            } else {
-                policy.cooldown
+            let cooldown = match state {
+                CircuitState::HalfOpen => (self.last_cooldown * 2).min(policy.max_cooldown),
+                _ if tripped => policy.cooldown,
+                _ => Duration::ZERO,
             };
             let cooldown = cooldown.max(failure.retry_after.unwrap_or_default()).max(Duration::from_millis(1));
             next.state = CircuitState::Open;
@@ -217,7 +219,9 @@ mod tests {
         let policy = BreakerPolicy::default();
         let limited = failure(FailureClass::RateLimited).retry_after(Some(Duration::from_secs(120)));
         let circuit = Circuit::closed("p", at(0)).on_failure(&limited, &policy, at(0));
-        assert!(circuit.admits(at(0)), "one rate limit below the threshold does not open");
+        assert_eq!(circuit.cooldown_left(at(0)), Duration::from_secs(120), "below the threshold, Retry-After alone opens it for that long");
+        let plain = Circuit::closed("p", at(0)).on_failure(&failure(FailureClass::RateLimited), &policy, at(0));
+        assert!(plain.admits(at(0)), "one rate limit without Retry-After, below the threshold, does not open");
         let spent = Circuit::closed("p", at(0)).on_failure(&failure(FailureClass::SpendLimit), &policy, at(0));
         assert!(!spent.admits(at(1)), "a spend limit opens at once");
         let circuit = Circuit { failures: policy.failures - 1, ..Circuit::closed("p", at(0)) }.on_failure(&limited, &policy, at(0));

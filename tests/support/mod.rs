@@ -211,6 +211,11 @@ enum Stop {
 impl TestServer {
     /// Starts a server (with its workers unless `config.worker_slots` is 0) on a database.
     pub async fn start(database_url: &str, registry: Registry, config: EngineConfig) -> TestServer {
+        Self::start_with_models(database_url, registry, config, ModelsConfig::default()).await
+    }
+
+    /// Starts a server whose model router has these providers and chains.
+    pub async fn start_with_models(database_url: &str, registry: Registry, config: EngineConfig, models: ModelsConfig) -> TestServer {
         let url = database_url.to_owned();
         let (ready_tx, ready) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<Stop>();
@@ -223,7 +228,7 @@ impl TestServer {
                 .expect("server runtime");
             runtime.block_on(async move {
                 let store = store::open(&url, 8).await.expect("open store");
-                let router = Arc::new(ModelsConfig::default().build(store.clone()).expect("the default models configuration"));
+                let router = Arc::new(models.build(store.clone()).expect("the models configuration"));
                 let engine = Engine::new(store, registry, router, config);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("local addr");

@@ -12,6 +12,10 @@
 //!   connected before it starts; delivery rate and latency, once at a steady pace and once at
 //!   full speed, checking that every follower got every line exactly once.
 //!
+//! With `--only models` the bench measures the model layer instead, in-process and over the
+//! store alone (no gRPC): the router's own cost per call with the `mock` provider, and the cost
+//! of a journaled model call in a run (see `models.rs`). It is not part of the default workloads.
+//!
 //! With `--processes 1,2,4` the bench measures `conclave serve` itself instead: for each count,
 //! that many child processes of this executable, each on a loopback port of its own and with
 //! workers of its own, all sharing one fresh Postgres database. The clients spread their calls
@@ -43,6 +47,8 @@ use tokio::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+mod models;
+
 use crate::{
     domain::{Timestamp, WorkerId},
     engine::{Engine, EngineConfig},
@@ -73,6 +79,9 @@ pub enum Workload {
     Latency,
     /// Log fan-out: one run's lines delivered to many followers.
     Logs,
+    /// The model layer's own cost per call: the router, and journaled calls in a run. Measured
+    /// in-process without a server; only with `--only models`.
+    Models,
 }
 
 /// Options of `conclave bench`.
@@ -117,9 +126,24 @@ pub struct BenchArgs {
     /// Postgres connection pool size of the server, per server process with `--processes`.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
-    /// Run only one workload (`throughput` includes the latency under load).
+    /// Run only one workload (`throughput` includes the latency under load). `models` is not
+    /// part of the default set: it runs only when named here.
     #[arg(long, value_enum)]
     pub only: Option<Workload>,
+    /// Models workload: calls of `Router::route` (and as many of the mock provider directly)
+    /// per pass, one caller at a time and then `--model-callers` at once.
+    #[arg(long, default_value_t = 20_000)]
+    pub model_calls: usize,
+    /// Models workload: concurrent callers of the router's second pass.
+    #[arg(long, default_value_t = 8)]
+    pub model_callers: usize,
+    /// Models workload: model calls made by the run that journals each one as a step.
+    #[arg(long, default_value_t = 2_000)]
+    pub journaled_calls: usize,
+    /// Models workload: runs of the `generate` kind created one at a time (and as many `noop`
+    /// runs, for comparison).
+    #[arg(long, default_value_t = 200)]
+    pub generate_runs: usize,
     /// Measure `conclave serve` child processes on one Postgres database instead of an
     /// in-process server: a comma-separated list of process counts, each measured on a fresh
     /// database (e.g. `--store postgres --processes 1,2,4`). Each process has `--workers` slots
@@ -243,6 +267,10 @@ fn validate(args: &BenchArgs) -> Result<()> {
         ("followers", args.followers),
         ("workers", args.workers),
         ("channels", args.channels.unwrap_or(1)),
+        ("model_calls", args.model_calls),
+        ("model_callers", args.model_callers),
+        ("journaled_calls", args.journaled_calls),
+        ("generate_runs", args.generate_runs),
     ];
     if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
         return Err(Error::invalid(*field, "must be at least 1"));
@@ -266,6 +294,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
         if args.only == Some(Workload::Logs) {
             return Err(Error::invalid("only", "the log fan-out is measured in-process only, not with --processes"));
         }
+        if args.only == Some(Workload::Models) {
+            return Err(Error::invalid("only", "the models workload is measured in-process only, not with --processes"));
+        }
     }
     Ok(())
 }
@@ -284,8 +315,12 @@ fn postgres_admin_url(args: &BenchArgs, stores: &[StoreKind]) -> Result<Option<S
     }
 }
 
-/// Starts a server on the store, runs the chosen workloads against it, and stops it.
+/// Starts a server on the store, runs the chosen workloads against it, and stops it. The models
+/// workload needs no server: it drives the model layer and an engine of its own directly.
 async fn bench_store(setup: Setup, url: &str, args: &BenchArgs, report: &mut Report) -> Result<()> {
+    if args.only == Some(Workload::Models) {
+        return models::bench(setup, url, args, report).await;
+    }
     let engine = EngineConfig {
         worker_id: WorkerId::new(format!("bench-{}", std::process::id())),
         worker_slots: args.workers,
@@ -945,6 +980,12 @@ impl Report {
 
     fn note(&mut self, note: String) {
         self.notes.push(note);
+    }
+
+    /// Takes in the figures and notes of a report gathered elsewhere (on another thread).
+    fn absorb(&mut self, other: Report) {
+        self.rows.extend(other.rows);
+        self.notes.extend(other.notes);
     }
 
     fn cpu_since(&mut self, workload: &str, setup: Setup, before: Option<CpuSample>) {
