@@ -208,6 +208,14 @@ impl Api {
         }
     }
 
+    /// A whole answer of `text`.
+    fn whole_answer(self, text: &str) -> Value {
+        match self {
+            Api::OpenAi => json!({ "model": "gpt-test", "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }] }),
+            Api::Anthropic => json!({ "type": "message", "model": "claude-test", "content": [{ "type": "text", "text": text }], "stop_reason": "end_turn" }),
+        }
+    }
+
     /// An answer (whole) whose body is valid JSON of the wrong shape for a completion.
     fn wrong_shape(self) -> Value {
         json!({ "id": "x", "object": "list", "data": [] })
@@ -250,14 +258,45 @@ async fn generate(provider: &dyn Provider, request: &ModelRequest) -> Result<Com
 
 /// Streams a call, returning its outcome and every piece the sink received.
 async fn generate_streamed(provider: &dyn Provider, request: &ModelRequest) -> (Result<Completion, CallFailure>, Vec<String>) {
-    let (sink, mut pieces) = mpsc::channel(64);
+    let (sink, pieces) = mpsc::channel(64);
     let outcome = tokio::time::timeout(NOT_HUNG, provider.generate(request, Some(&sink))).await.expect("the call hung");
     drop(sink);
+    (outcome, remaining(pieces).await)
+}
+
+/// A server at `path` streaming the events `sent_first`, then holding back the events
+/// `held_back` until the sender returned fires.
+async fn serve_held_back(path: &str, sent_first: String, held_back: String) -> (Server, oneshot::Sender<()>) {
+    let (open, gate) = oneshot::channel();
+    let gate = Arc::new(Mutex::new(Some(gate)));
+    let server = serve(path, move |_| {
+        let (sent_first, held_back, gate) = (sent_first.clone(), held_back.clone(), gate.lock().unwrap().take());
+        async move { event_stream(sent_first, gate, held_back) }
+    })
+    .await;
+    (server, open)
+}
+
+/// Streams a call to a server of [`serve_held_back`]: the first piece must arrive while the
+/// rest is still held back (pieces are passed on as they come, not when the answer ends); then
+/// `open` lets the rest go. Returns the first piece, the completion and the pieces after it.
+async fn stream_held_back(provider: impl Provider, open: oneshot::Sender<()>) -> (String, Completion, Vec<String>) {
+    let (sink, mut pieces) = mpsc::channel(64);
+    let call = tokio::spawn(async move { provider.generate(&request(), Some(&sink)).await });
+    let first = tokio::time::timeout(NOT_HUNG, pieces.recv()).await.expect("no piece arrived").unwrap();
+    assert!(!call.is_finished(), "the first piece arrived while the answer was still being written");
+    open.send(()).unwrap();
+    let completion = tokio::time::timeout(NOT_HUNG, call).await.expect("the call hung").unwrap().unwrap();
+    (first, completion, remaining(pieces).await)
+}
+
+/// Every piece still in the sink, once all its senders are gone.
+async fn remaining(mut pieces: mpsc::Receiver<String>) -> Vec<String> {
     let mut received = Vec::new();
     while let Some(piece) = pieces.recv().await {
         received.push(piece);
     }
-    (outcome, received)
+    received
 }
 
 /// The failure an API's provider reports for an error answer.
@@ -402,34 +441,16 @@ async fn openai_sends_only_the_parameters_its_switches_allow() {
 
 #[tokio::test]
 async fn openai_streams_pieces_as_they_arrive_with_usage_from_the_stream() {
-    let (open, gate) = oneshot::channel();
-    let gate = Arc::new(Mutex::new(Some(gate)));
-    let server = serve("/v1/chat/completions", move |_| {
-        let gate = gate.lock().unwrap().take();
-        async move {
-            let first = openai_chunk(json!({ "role": "assistant", "content": "" }), None) + &openai_chunk(json!({ "content": "Hel" }), None);
-            let rest = openai_chunk(json!({ "content": "lo" }), None)
-                + ": keep-alive comment\n\n"
-                + &openai_chunk(json!({ "content": " there" }), None)
-                + &openai_chunk(json!({}), Some("length"))
-                + &openai_usage_chunk(9, 3)
-                + "data: [DONE]\n\n";
-            event_stream(first, gate, rest)
-        }
-    })
-    .await;
-    let provider = openai(&server.url, json!({}));
-    let (sink, mut pieces) = mpsc::channel(64);
-    let call = tokio::spawn(async move { provider.generate(&request(), Some(&sink)).await });
-    let first = tokio::time::timeout(NOT_HUNG, pieces.recv()).await.expect("no piece arrived").unwrap();
+    let sent_first = openai_chunk(json!({ "role": "assistant", "content": "" }), None) + &openai_chunk(json!({ "content": "Hel" }), None);
+    let held_back = openai_chunk(json!({ "content": "lo" }), None)
+        + ": keep-alive comment\n\n"
+        + &openai_chunk(json!({ "content": " there" }), None)
+        + &openai_chunk(json!({}), Some("length"))
+        + &openai_usage_chunk(9, 3)
+        + "data: [DONE]\n\n";
+    let (server, open) = serve_held_back("/v1/chat/completions", sent_first, held_back).await;
+    let (first, completion, rest) = stream_held_back(openai(&server.url, json!({})), open).await;
     assert_eq!(first, "Hel");
-    assert!(!call.is_finished(), "the first piece arrived while the answer was still being written");
-    open.send(()).unwrap();
-    let completion = tokio::time::timeout(NOT_HUNG, call).await.expect("the call hung").unwrap().unwrap();
-    let mut rest = Vec::new();
-    while let Some(piece) = pieces.recv().await {
-        rest.push(piece);
-    }
     assert_eq!(rest, ["lo", " there"]);
     assert_eq!(completion.text, "Hello there");
     assert_eq!(completion.usage, Usage { input_tokens: 9, output_tokens: 3 });
@@ -569,32 +590,14 @@ async fn anthropic_sends_top_p_only_without_temperature_and_its_default_max_toke
 
 #[tokio::test]
 async fn anthropic_streams_pieces_as_they_arrive_with_usage_from_the_stream() {
-    let (open, gate) = oneshot::channel();
-    let gate = Arc::new(Mutex::new(Some(gate)));
-    let server = serve("/v1/messages", move |_| {
-        let gate = gate.lock().unwrap().take();
-        async move {
-            let first = anthropic_start() + &anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": "Hel" } }));
-            let rest = anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": "lo" } }))
-                + &anthropic_event("ping", json!({}))
-                + &anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": " there" } }))
-                + &anthropic_end("max_tokens", 7);
-            event_stream(first, gate, rest)
-        }
-    })
-    .await;
-    let provider = anthropic(&server.url, json!({}));
-    let (sink, mut pieces) = mpsc::channel(64);
-    let call = tokio::spawn(async move { provider.generate(&request(), Some(&sink)).await });
-    let first = tokio::time::timeout(NOT_HUNG, pieces.recv()).await.expect("no piece arrived").unwrap();
+    let sent_first = anthropic_start() + &anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": "Hel" } }));
+    let held_back = anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": "lo" } }))
+        + &anthropic_event("ping", json!({}))
+        + &anthropic_event("content_block_delta", json!({ "index": 0, "delta": { "type": "text_delta", "text": " there" } }))
+        + &anthropic_end("max_tokens", 7);
+    let (server, open) = serve_held_back("/v1/messages", sent_first, held_back).await;
+    let (first, completion, rest) = stream_held_back(anthropic(&server.url, json!({})), open).await;
     assert_eq!(first, "Hel");
-    assert!(!call.is_finished(), "the first piece arrived while the answer was still being written");
-    open.send(()).unwrap();
-    let completion = tokio::time::timeout(NOT_HUNG, call).await.expect("the call hung").unwrap().unwrap();
-    let mut rest = Vec::new();
-    while let Some(piece) = pieces.recv().await {
-        rest.push(piece);
-    }
     assert_eq!(rest, ["lo", " there"]);
     assert_eq!(completion.text, "Hello there");
     assert_eq!(completion.usage, Usage { input_tokens: 12, output_tokens: 7 });
@@ -675,6 +678,22 @@ async fn a_529_or_503_is_overloaded_and_a_500_a_server_error() {
         let gateway = serve(api.path(), |_| async { reply(502, &[("content-type", "text/html")], "<html>502 Bad Gateway</html>") }).await;
         let failure = generate(api.provider(&gateway.url).as_ref(), &request()).await.unwrap_err();
         assert_eq!(failure.class, FailureClass::ServerError, "{api:?}: a proxy's page is classified by its status");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_answers_whole_when_asked_to_stream_gives_the_sink_the_whole_text() {
+    for api in Api::BOTH {
+        let answer = api.whole_answer("Hello there");
+        let server = serve(api.path(), move |_| {
+            let answer = answer.clone();
+            async move { json_reply(200, &[], &answer) }
+        })
+        .await;
+        let (outcome, pieces) = generate_streamed(api.provider(&server.url).as_ref(), &request()).await;
+        assert_eq!(outcome.unwrap().text, "Hello there", "{api:?}");
+        assert_eq!(pieces, ["Hello there"], "{api:?}");
+        assert_eq!(server.request().body["stream"], json!(true), "{api:?}: a stream was asked for");
     }
 }
 

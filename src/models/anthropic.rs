@@ -2,21 +2,19 @@
 //! system prompt travels apart from the turns; `temperature` is sent, `top_p` never beside it
 //! (newer Claude models refuse both) and no seed (the API has none). Failures are classified
 //! from the status and the `error.type` of Anthropic's error body, and for a 400 from what its
-//! message says (a prompt too long, a credit balance too low).
+//! message says (a prompt too long, a credit balance too low). This file holds only the wire
+//! (what is sent, how answers and stream events read, what errors mean); the exchange itself
+//! is the flow `http` runs for both HTTP adapters.
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use reqwest::{
-    StatusCode, Url,
-    header::{HeaderMap, HeaderName, HeaderValue},
-};
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    AppliedParams, CallFailure, Completion, FailureClass, KeyVariable, ModelRequest, Provider, ProviderKind, Role, TokenSink, Usage,
-    http::{self, ApiKey, EventStream},
+    AppliedParams, CallFailure, Completion, FailureClass, KeyVariable, ModelRequest, ProviderKind, Role, Usage,
+    http::{self, Connection, ErrorBody, SseEvent, StreamStep, WireFormat, WireMessage},
 };
 use crate::error::{Error, Result};
 
@@ -77,23 +75,15 @@ fn default_max_tokens() -> u32 {
 
 /// The `anthropic` provider.
 pub struct AnthropicProvider {
-    name: String,
     config: AnthropicConfig,
-    endpoint: Url,
-    /// The extra headers, `anthropic-version` and, with a key, `x-api-key` (marked sensitive).
-    headers: HeaderMap,
-    key: ApiKey,
-    client: reqwest::Client,
+    /// The endpoint, the extra headers, `anthropic-version` and, with a key, `x-api-key`
+    /// (marked sensitive).
+    connection: Connection,
 }
 
 impl std::fmt::Debug for AnthropicProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicProvider")
-            .field("name", &self.name)
-            .field("endpoint", &self.endpoint.as_str())
-            .field("model", &self.config.model)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        self.connection.debug(f, "AnthropicProvider", &self.config.model)
     }
 }
 
@@ -102,20 +92,31 @@ impl AnthropicProvider {
     /// extra header or version, and a key that cannot be sent in a header. A missing key is no
     /// error.
     pub fn new(name: &str, config: AnthropicConfig) -> Result<Self> {
-        let endpoint = http::endpoint(name, &config.base_url, "/v1/messages")?;
-        let mut headers = http::extra_headers(name, &config.headers)?;
+        let connection = Connection::new(name, &config.base_url, "/v1/messages", &config.headers, &config.api_key_env, HeaderName::from_static("x-api-key"), "")?;
         let version = HeaderValue::from_str(&config.version)
             .map_err(|_| Error::invalid(format!("providers.{name}.version"), "is not a valid HTTP header value; write it like 2023-06-01"))?;
-        headers.insert(HeaderName::from_static("anthropic-version"), version);
-        let key = ApiKey::read(&config.api_key_env);
-        if let Some(api_key) = key.header_value(name, "")? {
-            headers.insert(HeaderName::from_static("x-api-key"), api_key);
-        }
-        Ok(Self { name: name.to_owned(), endpoint, headers, key, client: http::client()?, config })
+        Ok(Self { connection: connection.with_header(HeaderName::from_static("anthropic-version"), version), config })
+    }
+}
+
+impl WireFormat for AnthropicProvider {
+    type Request<'a> = MessagesRequest<'a>;
+    type Error = ProviderError;
+    type Answer = Answer;
+
+    const KIND: ProviderKind = ProviderKind::Anthropic;
+    const STREAM_END: &'static str = "message_stop";
+
+    fn configured_model(&self) -> &str {
+        &self.config.model
+    }
+
+    fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// The request body and what it applies.
-    fn body<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> (MessagesRequest<'a>, AppliedParams) {
+    fn request<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> (MessagesRequest<'a>, AppliedParams) {
         let sampling = &request.sampling;
         let model = request.model.as_deref().unwrap_or(&self.config.model);
         let max_tokens = sampling.max_tokens.unwrap_or(self.config.max_tokens);
@@ -132,193 +133,94 @@ impl AnthropicProvider {
             .messages
             .iter()
             .filter(|message| message.role != Role::System)
-            .map(|message| WireMessage { role: message.role.as_str(), content: &message.content })
+            .map(|message| WireMessage::new(message.role, &message.content))
             .collect();
         let body = MessagesRequest { model, max_tokens, system, messages, temperature, top_p, stop_sequences: &request.stop, stream };
         let applied = AppliedParams { model: model.to_owned(), temperature, top_p, seed: None, max_tokens: Some(max_tokens), stream };
         (body, applied)
     }
 
-    async fn call(&self, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
-        let (body, applied) = self.body(request, tokens.is_some());
-        let response = self
-            .client
-            .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|err| http::transport_failure(err, &self.name))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.failure_of(response).await);
-        }
-        if let Some(tokens) = tokens
-            && http::is_event_stream(&response)
-        {
-            return self.read_stream(response, tokens, applied).await;
-        }
-        let body = http::read_body(response, &self.name).await?;
-        let completion = self.parse_answer(&body, applied)?;
-        if let Some(tokens) = tokens {
-            http::deliver(tokens, &completion.text).await;
-        }
-        Ok(completion)
-    }
-
-    /// The completion in a whole JSON answer.
-    fn parse_answer(&self, body: &[u8], applied: AppliedParams) -> Result<Completion, CallFailure> {
-        let value: Value = serde_json::from_slice(body).map_err(|err| self.malformed(format!("the answer is not JSON ({err})")))?;
+    fn whole_answer(&self, value: Value) -> Result<Answer, CallFailure> {
         if value.get("type").and_then(Value::as_str) == Some("error") {
-            return Err(self.failure(None, &ProviderError::from_value(&value)));
+            return Err(self.connection.failure(None, &ProviderError::from_json(&value)));
         }
-        let answer: MessageResponse = serde_json::from_value(value).map_err(|err| self.malformed(format!("the answer is not a message ({err})")))?;
+        let answer: MessageResponse = serde_json::from_value(value).map_err(|err| self.connection.malformed(format!("the answer is not a message ({err})")))?;
         let usage = answer.usage.unwrap_or_default();
-        let answer = Answer {
+        Ok(Answer {
             text: answer.content.iter().filter(|block| block.kind == "text").filter_map(|block| block.text.as_deref()).collect(),
             model: answer.model,
             usage: Usage { input_tokens: usage.prompt_tokens().unwrap_or(0), output_tokens: usage.output_tokens.unwrap_or(0) },
             stop_reason: answer.stop_reason,
-        };
-        self.completion(answer, applied)
+        })
     }
 
-    /// The completion in a streamed answer, each piece sent to `tokens` as it arrives.
-    async fn read_stream(&self, response: reqwest::Response, tokens: &TokenSink, applied: AppliedParams) -> Result<Completion, CallFailure> {
-        let mut events = EventStream::new(response.bytes_stream(), &self.name);
-        let mut answer = Answer::default();
-        loop {
-            let Some(event) = events.next().await? else {
-                return Err(CallFailure::new(FailureClass::Transport, format!("provider `{}`: the stream ended before message_stop", self.name)).status(200));
-            };
-            let value: Value = serde_json::from_str(&event.data).map_err(|err| self.malformed(format!("a stream event is not JSON ({err})")))?;
-            let kind = value.get("type").and_then(Value::as_str).map(str::to_owned).or(event.event).unwrap_or_default();
-            if kind == "error" {
-                return Err(self.failure(None, &ProviderError::from_value(&value)));
-            }
-            let payload: StreamEvent = serde_json::from_value(value).map_err(|err| self.malformed(format!("a `{kind}` event is not as documented ({err})")))?;
-            match kind.as_str() {
-                "message_start" => {
-                    let Some(message) = payload.message else {
-                        return Err(self.malformed("message_start carries no message".to_owned()));
-                    };
-                    answer.model = message.model.or(answer.model);
-                    if let Some(counted) = message.usage {
-                        answer.count(&counted);
-                    }
-                }
-                "content_block_start" => {
-                    if let Some(block) = payload.content_block.filter(|block| block.kind == "text")
-                        && let Some(piece) = block.text
-                    {
-                        http::deliver(tokens, &piece).await;
-                        answer.text.push_str(&piece);
-                    }
-                }
-                "content_block_delta" => {
-                    if let Some(delta) = payload.delta.filter(|delta| delta.kind.as_deref() == Some("text_delta"))
-                        && let Some(piece) = delta.text
-                    {
-                        http::deliver(tokens, &piece).await;
-                        answer.text.push_str(&piece);
-                    }
-                }
-                "message_delta" => {
-                    answer.stop_reason = payload.delta.and_then(|delta| delta.stop_reason).or(answer.stop_reason);
-                    if let Some(counted) = payload.usage {
-                        answer.count(&counted);
-                    }
-                }
-                "message_stop" => break,
-                // `ping`, `content_block_stop`, and event types added later.
-                _ => {}
-            }
+    /// Adds an event by its type: `message_start` (model, input tokens), text from
+    /// `content_block_start` and `content_block_delta`, `message_delta` (stop reason, counts);
+    /// `message_stop` ends the answer, an `error` event fails it, others are skipped.
+    fn fold(&self, answer: &mut Answer, event: SseEvent) -> Result<StreamStep, CallFailure> {
+        let value: Value = serde_json::from_str(&event.data).map_err(|err| self.connection.malformed(format!("a stream event is not JSON ({err})")))?;
+        let kind = value.get("type").and_then(Value::as_str).map(str::to_owned).or(event.event).unwrap_or_default();
+        if kind == "error" {
+            return Err(self.connection.failure(None, &ProviderError::from_json(&value)));
         }
-        self.completion(answer, applied)
+        let payload: StreamEvent = serde_json::from_value(value).map_err(|err| self.connection.malformed(format!("a `{kind}` event is not as documented ({err})")))?;
+        let piece = match kind.as_str() {
+            "message_start" => {
+                let Some(message) = payload.message else {
+                    return Err(self.connection.malformed("message_start carries no message"));
+                };
+                answer.model = message.model.or(answer.model.take());
+                if let Some(counted) = message.usage {
+                    answer.count(&counted);
+                }
+                None
+            }
+            "content_block_start" => payload.content_block.filter(|block| block.kind == "text").and_then(|block| block.text),
+            "content_block_delta" => payload.delta.filter(|delta| delta.kind.as_deref() == Some("text_delta")).and_then(|delta| delta.text),
+            "message_delta" => {
+                answer.stop_reason = payload.delta.and_then(|delta| delta.stop_reason).or(answer.stop_reason.take());
+                if let Some(counted) = payload.usage {
+                    answer.count(&counted);
+                }
+                None
+            }
+            Self::STREAM_END => return Ok(StreamStep::End),
+            // `ping`, `content_block_stop`, and event types added later.
+            _ => None,
+        };
+        answer.text.push_str(piece.as_deref().unwrap_or_default());
+        Ok(StreamStep::Pieces(piece.into_iter().collect()))
     }
 
     /// The completion of an answer, or the content-policy failure of a refusal.
     fn completion(&self, answer: Answer, applied: AppliedParams) -> Result<Completion, CallFailure> {
         if answer.stop_reason.as_deref() == Some("refusal") {
-            let message = format!("provider `{}` refused to answer (stop_reason refusal)", self.name);
+            let message = format!("provider `{}` refused to answer (stop_reason refusal)", self.connection.provider());
             return Err(CallFailure::new(FailureClass::ContentPolicy, message).status(200));
         }
         Ok(Completion {
             text: answer.text,
-            model: answer.model.filter(|model| !model.is_empty()).unwrap_or_else(|| applied.model.clone()),
+            model: http::answering_model(answer.model, &applied),
             fingerprint: None,
             usage: answer.usage,
             finish_reason: answer.stop_reason,
             applied,
         })
     }
-
-    /// The failure an error answer stands for.
-    async fn failure_of(&self, response: reqwest::Response) -> CallFailure {
-        let status = response.status();
-        let retry_after = http::retry_after(response.headers());
-        let body = response.bytes().await.map(|body| body.to_vec()).unwrap_or_default();
-        let error = match serde_json::from_slice::<Value>(&body) {
-            Ok(value) => ProviderError::from_value(&value),
-            Err(_) => ProviderError { message: String::from_utf8_lossy(&body).into_owned(), ..ProviderError::default() },
-        };
-        self.failure(Some(status), &error).retry_after(retry_after)
-    }
-
-    /// Classifies an error, from an HTTP status or (`None`) from an `error` event or body
-    /// within a 200 answer.
-    fn failure(&self, status: Option<StatusCode>, error: &ProviderError) -> CallFailure {
-        let class = classify(status.map(|status| status.as_u16()), error);
-        let mut message = format!("provider `{}`", self.name);
-        match status {
-            Some(status) => message.push_str(&format!(" answered HTTP {}", status.as_u16())),
-            None => message.push_str(" reported an error"),
-        }
-        if let Some(kind) = &error.kind {
-            message.push_str(&format!(" ({kind})"));
-        }
-        message.push_str(": ");
-        message.push_str(&http::excerpt(&error.message, &self.key));
-        if class == FailureClass::Authentication {
-            message.push_str("; ");
-            message.push_str(&self.key.advice());
-        }
-        // An error without a status came inside a 200 answer (a stream or a JSON body).
-        CallFailure::new(class, message).status(i32::from(status.unwrap_or(StatusCode::OK).as_u16()))
-    }
-
-    fn malformed(&self, what: String) -> CallFailure {
-        CallFailure::new(FailureClass::MalformedResponse, format!("provider `{}`: {what}", self.name)).status(200)
-    }
-}
-
-#[async_trait]
-impl Provider for AnthropicProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Anthropic
-    }
-
-    fn default_model(&self) -> &str {
-        &self.config.model
-    }
-
-    async fn generate(&self, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
-        http::within(request.timeout, &self.name, self.call(request, tokens)).await
-    }
 }
 
 /// What an Anthropic error says: `{"type": "error", "error": {"type", "message"}}`, possibly
 /// with `error.details.error_code`. A body that is not JSON (a proxy's page) is the message.
 #[derive(Debug, Default)]
-struct ProviderError {
+pub(super) struct ProviderError {
     message: String,
     kind: Option<String>,
     detail_code: Option<String>,
 }
 
-impl ProviderError {
+impl ErrorBody for ProviderError {
     /// Reads the error of a whole error body or `error` event.
-    fn from_value(body: &Value) -> Self {
+    fn from_json(body: &Value) -> Self {
         let Some(error) = body.get("error").filter(|error| error.is_object()) else {
             return Self { message: body.to_string(), ..Self::default() };
         };
@@ -328,6 +230,22 @@ impl ProviderError {
             kind: text(error.get("type")),
             detail_code: text(error.pointer("/details/error_code")),
         }
+    }
+
+    fn from_text(text: String) -> Self {
+        Self { message: text, ..Self::default() }
+    }
+
+    fn class(&self, status: Option<u16>) -> FailureClass {
+        classify(status, self)
+    }
+
+    fn tag(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+
+    fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -375,7 +293,7 @@ fn classify(status: Option<u16>, error: &ProviderError) -> FailureClass {
 
 /// What an answer said, whole or gathered from a stream.
 #[derive(Default)]
-struct Answer {
+pub(super) struct Answer {
     text: String,
     model: Option<String>,
     usage: Usage,
@@ -392,7 +310,7 @@ impl Answer {
 }
 
 #[derive(Serialize)]
-struct MessagesRequest<'a> {
+pub(super) struct MessagesRequest<'a> {
     model: &'a str,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -405,12 +323,6 @@ struct MessagesRequest<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
     stream: bool,
-}
-
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -489,7 +401,7 @@ mod tests {
     use super::*;
 
     fn error(json: &str) -> ProviderError {
-        ProviderError::from_value(&serde_json::from_str(json).unwrap())
+        http::error_of(json.as_bytes())
     }
 
     #[test]

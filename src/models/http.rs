@@ -1,8 +1,10 @@
-//! What the `openai` and `anthropic` adapters share: the process's HTTP client, the checks of a
-//! configured endpoint, extra headers and API key, a Server-Sent-Events decoder, `Retry-After`
-//! parsing, the per-call deadline and the classification of a request that got no HTTP answer
-//! (refused, reset, cut short). Classifying an HTTP answer belongs to each adapter: only it
-//! knows its provider's status codes and error bodies.
+//! What the `openai` and `anthropic` adapters share: one request/response flow ([`exchange`]:
+//! post the body, classify an error answer, read a whole answer or an event stream, feed the
+//! caller's sink, all under the call's deadline) driven by each adapter's [`WireFormat`], and
+//! beneath it the process's HTTP client, the checks of a configured endpoint, extra headers and
+//! API key, a Server-Sent-Events decoder, `Retry-After` parsing and the classification of a
+//! request that got no HTTP answer (refused, reset, cut short). Classifying an HTTP answer
+//! belongs to each adapter: only it knows its provider's status codes and error bodies.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -12,20 +14,23 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 use reqwest::{
-    Url,
+    StatusCode, Url,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
+use serde::Serialize;
+use serde_json::Value;
 
-use super::{CallFailure, FailureClass, KeyVariable, TokenSink};
+use super::{AppliedParams, CallFailure, Completion, FailureClass, KeyVariable, ModelRequest, Provider, ProviderKind, Role, TokenSink};
 use crate::error::{Error, Result};
 
 /// The longest wait a provider's `Retry-After` may ask for; longer asks are cut to it.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// The most characters of a provider's error message kept in a failure's message.
-pub const MAX_MESSAGE_CHARS: usize = 500;
+const MAX_MESSAGE_CHARS: usize = 500;
 
 /// The longest line of an event stream accepted; a longer one means the server is not
 /// speaking Server-Sent Events.
@@ -38,7 +43,7 @@ static SHARED_CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
 
 /// The HTTP client every provider of the process shares (one connection pool, TCP keep-alive
 /// for long generations). Deadlines are per call, with [`within`], not on the client.
-pub fn client() -> Result<reqwest::Client> {
+fn client() -> Result<reqwest::Client> {
     if let Some(client) = SHARED_CLIENT.get() {
         return Ok(client.clone());
     }
@@ -53,7 +58,7 @@ pub fn client() -> Result<reqwest::Client> {
 
 /// The URL a provider's requests go to: `path` under the configured `base_url`, which must be
 /// an absolute `http` or `https` URL (a trailing `/` is ignored).
-pub fn endpoint(provider: &str, base_url: &str, path: &str) -> Result<Url> {
+fn endpoint(provider: &str, base_url: &str, path: &str) -> Result<Url> {
     let field = format!("providers.{provider}.base_url");
     let base = base_url.trim().trim_end_matches('/');
     let not_a_url = |err: &dyn fmt::Display| Error::invalid(&field, format!("`{base_url}` is not a URL ({err}); write it like https://api.example.com/v1"));
@@ -71,7 +76,7 @@ pub fn endpoint(provider: &str, base_url: &str, path: &str) -> Result<Url> {
 }
 
 /// The configured extra headers, checked to be valid HTTP header names and values.
-pub fn extra_headers(provider: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
+fn extra_headers(provider: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap> {
     let field = format!("providers.{provider}.headers");
     let mut map = HeaderMap::new();
     for (name, value) in headers {
@@ -85,7 +90,7 @@ pub fn extra_headers(provider: &str, headers: &BTreeMap<String, String>) -> Resu
 /// A provider's API key as read from its environment variable when the provider is built.
 /// The key is sent only in its header; it never appears in Debug output, and [`ApiKey::redact`]
 /// removes it from anything a provider echoes back.
-pub struct ApiKey {
+struct ApiKey {
     variable: String,
     value: Option<String>,
 }
@@ -137,9 +142,259 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// Where an adapter's requests go and how they are sent: the provider's name, its endpoint,
+/// the headers every request carries (the API key among them, marked sensitive), the key for
+/// the messages that quote the provider, and the shared client.
+pub(super) struct Connection {
+    provider: String,
+    endpoint: Url,
+    headers: HeaderMap,
+    key: ApiKey,
+    client: reqwest::Client,
+}
+
+impl Connection {
+    /// The connection of provider `provider` to `path` under `base_url`, with the configured
+    /// extra headers and the key of `key_variable` sent in `key_header` after `key_prefix`.
+    /// Refuses a `base_url` that is not an http(s) URL, an invalid extra header, and a key that
+    /// cannot be sent in a header; a missing key is no error (no key is sent).
+    pub fn new(
+        provider: &str,
+        base_url: &str,
+        path: &str,
+        configured_headers: &BTreeMap<String, String>,
+        key_variable: &KeyVariable,
+        key_header: HeaderName,
+        key_prefix: &str,
+    ) -> Result<Self> {
+        let endpoint = endpoint(provider, base_url, path)?;
+        let mut headers = extra_headers(provider, configured_headers)?;
+        let key = ApiKey::read(key_variable);
+        if let Some(value) = key.header_value(provider, key_prefix)? {
+            headers.insert(key_header, value);
+        }
+        Ok(Self { provider: provider.to_owned(), endpoint, headers, key, client: client()? })
+    }
+
+    /// The same connection with one more header sent with every request.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// The provider's configured name.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// A text the provider sent, made fit for a failure's message (see [`excerpt`]).
+    pub fn quote(&self, text: &str) -> String {
+        excerpt(text, &self.key)
+    }
+
+    /// An adapter's Debug output: its name, endpoint, model and whether it has a key, never
+    /// the key itself nor the headers.
+    pub fn debug(&self, f: &mut fmt::Formatter<'_>, adapter: &str, model: &str) -> fmt::Result {
+        f.debug_struct(adapter)
+            .field("name", &self.provider)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("model", &model)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+
+    /// The failure an error stands for, from an HTTP status or (`None`) from within a 200
+    /// answer (an error event or chunk of a stream, an error body): classified by the adapter,
+    /// quoted without the key, with the advice to check the key when credentials were refused.
+    pub fn failure(&self, status: Option<StatusCode>, error: &impl ErrorBody) -> CallFailure {
+        let class = error.class(status.map(|status| status.as_u16()));
+        let mut message = format!("provider `{}`", self.provider);
+        match status {
+            Some(status) => message.push_str(&format!(" answered HTTP {}", status.as_u16())),
+            None => message.push_str(" reported an error"),
+        }
+        if let Some(tag) = error.tag() {
+            message.push_str(&format!(" ({tag})"));
+        }
+        message.push_str(": ");
+        message.push_str(&self.quote(error.message()));
+        if class == FailureClass::Authentication {
+            message.push_str("; ");
+            message.push_str(&self.key.advice());
+        }
+        // An error without a status came inside a 200 answer (a stream or a JSON body).
+        CallFailure::new(class, message).status(i32::from(status.unwrap_or(StatusCode::OK).as_u16()))
+    }
+
+    /// The failure of a 200 answer that is not the provider's documented wire format.
+    pub fn malformed(&self, what: impl fmt::Display) -> CallFailure {
+        CallFailure::new(FailureClass::MalformedResponse, format!("provider `{}`: {what}", self.provider)).status(200)
+    }
+
+    /// The failure an error answer (a status that is not a success) stands for, with the wait
+    /// the provider asked for.
+    async fn failure_of<E: ErrorBody>(&self, response: reqwest::Response) -> CallFailure {
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        self.failure(Some(status), &error_of::<E>(&body)).retry_after(retry_after)
+    }
+}
+
+/// What a provider's error says, read the provider's way: each adapter knows the shape of its
+/// error bodies and classifies them.
+pub(super) trait ErrorBody {
+    /// The error a JSON error body (or error event, or error chunk) holds.
+    fn from_json(body: &Value) -> Self;
+    /// The error of a body that is not JSON (a proxy's page): its text is the message.
+    fn from_text(text: String) -> Self;
+    /// The class of the error, given the HTTP status it came with (`None`: within a 200 answer).
+    fn class(&self, status: Option<u16>) -> FailureClass;
+    /// The provider's name for the error (a code or type), if it gave one.
+    fn tag(&self) -> Option<&str>;
+    /// What the provider said.
+    fn message(&self) -> &str;
+}
+
+/// The error a body holds: read as JSON if it is, else taken as text.
+pub(super) fn error_of<E: ErrorBody>(body: &[u8]) -> E {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => E::from_json(&value),
+        Err(_) => E::from_text(String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// What differs from one HTTP API to another: how a request is written, how a whole answer
+/// and the events of a streamed one are read, what ends a stream and what an answer means.
+/// [`exchange`] does the rest the same way for every API.
+pub(super) trait WireFormat: Sync {
+    /// The JSON body of a request.
+    type Request<'a>: Serialize + Send
+    where
+        Self: 'a;
+    /// What the provider's errors say.
+    type Error: ErrorBody;
+    /// What an answer says, read whole or gathered event by event.
+    type Answer: Default + Send;
+
+    /// The adapter type.
+    const KIND: ProviderKind;
+    /// What a complete stream ends with, named when a stream ends without it.
+    const STREAM_END: &'static str;
+
+    /// The model used when a request names none.
+    fn configured_model(&self) -> &str;
+
+    /// Where requests go.
+    fn connection(&self) -> &Connection;
+
+    /// The body of `request` and the parameters it applies; `stream` asks for an event stream.
+    fn request<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> (Self::Request<'a>, AppliedParams);
+
+    /// What a whole JSON answer says, or the failure it reports.
+    fn whole_answer(&self, body: Value) -> Result<Self::Answer, CallFailure>;
+
+    /// Adds one event of a stream to `answer`: the pieces of text it added, or the end.
+    fn fold(&self, answer: &mut Self::Answer, event: SseEvent) -> Result<StreamStep, CallFailure>;
+
+    /// The completion of an answer, or the failure it stands for (a refusal, say).
+    fn completion(&self, answer: Self::Answer, applied: AppliedParams) -> Result<Completion, CallFailure>;
+}
+
+/// What one event of a stream did to the answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StreamStep {
+    /// The answer goes on; these pieces of its text came with the event, in order.
+    Pieces(Vec<String>),
+    /// The answer is complete.
+    End,
+}
+
+/// A turn of the conversation as both APIs take it: `{"role", "content"}`.
+#[derive(Serialize)]
+pub(super) struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+impl<'a> WireMessage<'a> {
+    /// `content` spoken by `role`.
+    pub fn new(role: Role, content: &'a str) -> Self {
+        Self { role: role.as_str(), content }
+    }
+}
+
+/// The model that answered: as the provider names it, else the one asked for.
+pub(super) fn answering_model(reported: Option<String>, applied: &AppliedParams) -> String {
+    reported.filter(|model| !model.is_empty()).unwrap_or_else(|| applied.model.clone())
+}
+
+/// Every HTTP adapter is a provider: its [`WireFormat`] in the one flow of [`exchange`].
+#[async_trait]
+impl<W: WireFormat + Send + 'static> Provider for W {
+    fn kind(&self) -> ProviderKind {
+        W::KIND
+    }
+
+    fn default_model(&self) -> &str {
+        self.configured_model()
+    }
+
+    /// Performs the call, first byte to last, under the request's deadline.
+    async fn generate(&self, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
+        within(request.timeout, self.connection().provider(), exchange(self, request, tokens)).await
+    }
+}
+
+/// Posts a request and reads its answer. With `tokens` an event stream is asked for and each
+/// piece is sent there as it arrives; a server that answers whole JSON instead has its whole
+/// text sent there at once. An error answer is classified by the adapter's [`ErrorBody`].
+async fn exchange<W: WireFormat>(wire: &W, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
+    let connection = wire.connection();
+    let (body, applied) = wire.request(request, tokens.is_some());
+    let post = connection.client.post(connection.endpoint.clone()).headers(connection.headers.clone()).json(&body);
+    let response = post.send().await.map_err(|err| transport_failure(err, &connection.provider))?;
+    if !response.status().is_success() {
+        return Err(connection.failure_of::<W::Error>(response).await);
+    }
+    if let Some(tokens) = tokens
+        && is_event_stream(&response)
+    {
+        return read_stream(wire, response, tokens, applied).await;
+    }
+    let body = read_body(response, &connection.provider).await?;
+    let value: Value = serde_json::from_slice(&body).map_err(|err| connection.malformed(format!("the answer is not JSON ({err})")))?;
+    let completion = wire.completion(wire.whole_answer(value)?, applied)?;
+    if let Some(tokens) = tokens {
+        deliver(tokens, &completion.text).await;
+    }
+    Ok(completion)
+}
+
+/// The completion in a streamed answer, each piece sent to `tokens` as it arrives.
+async fn read_stream<W: WireFormat>(wire: &W, response: reqwest::Response, tokens: &TokenSink, applied: AppliedParams) -> Result<Completion, CallFailure> {
+    let provider = wire.connection().provider();
+    let mut events = EventStream::new(response.bytes_stream(), provider);
+    let mut answer = W::Answer::default();
+    loop {
+        let Some(event) = events.next().await? else {
+            let message = format!("provider `{provider}`: the stream ended before {}", W::STREAM_END);
+            return Err(CallFailure::new(FailureClass::Transport, message).status(200));
+        };
+        match wire.fold(&mut answer, event)? {
+            StreamStep::Pieces(pieces) => {
+                for piece in pieces {
+                    deliver(tokens, &piece).await;
+                }
+            }
+            StreamStep::End => return wire.completion(answer, applied),
+        }
+    }
+}
+
 /// Runs a whole call, first byte to last, under its deadline: past `limit` the call is
 /// dropped (closing its connection) and fails as [`FailureClass::Timeout`].
-pub async fn within<T>(limit: Duration, provider: &str, call: impl Future<Output = Result<T, CallFailure>>) -> Result<T, CallFailure> {
+async fn within<T>(limit: Duration, provider: &str, call: impl Future<Output = Result<T, CallFailure>>) -> Result<T, CallFailure> {
     match tokio::time::timeout(limit, call).await {
         Ok(outcome) => outcome,
         Err(_) => Err(CallFailure::new(FailureClass::Timeout, format!("provider `{provider}` did not finish answering within {limit:?}"))),
@@ -148,7 +403,7 @@ pub async fn within<T>(limit: Duration, provider: &str, call: impl Future<Output
 
 /// The failure of a request that got no complete HTTP answer. The URL is left out of the
 /// message (it is in the configuration, and keys travel in headers, never in it).
-pub fn transport_failure(err: reqwest::Error, provider: &str) -> CallFailure {
+fn transport_failure(err: reqwest::Error, provider: &str) -> CallFailure {
     let err = err.without_url();
     let cause = innermost_cause(&err);
     let (class, what) = if err.is_timeout() {
@@ -175,7 +430,7 @@ fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Reads a whole response body, classifying a broken connection.
-pub async fn read_body(response: reqwest::Response, provider: &str) -> Result<Vec<u8>, CallFailure> {
+async fn read_body(response: reqwest::Response, provider: &str) -> Result<Vec<u8>, CallFailure> {
     match response.bytes().await {
         Ok(body) => Ok(body.to_vec()),
         Err(err) => Err(transport_failure(err, provider)),
@@ -183,7 +438,7 @@ pub async fn read_body(response: reqwest::Response, provider: &str) -> Result<Ve
 }
 
 /// Whether the answer is an event stream (a server that ignores `stream: true` answers JSON).
-pub fn is_event_stream(response: &reqwest::Response) -> bool {
+fn is_event_stream(response: &reqwest::Response) -> bool {
     response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -192,7 +447,7 @@ pub fn is_event_stream(response: &reqwest::Response) -> bool {
 }
 
 /// Sends a piece of text to the caller's sink; a caller that left is ignored.
-pub async fn deliver(tokens: &TokenSink, piece: &str) {
+async fn deliver(tokens: &TokenSink, piece: &str) {
     if piece.is_empty() {
         return;
     }
@@ -201,7 +456,7 @@ pub async fn deliver(tokens: &TokenSink, piece: &str) {
 
 /// A provider's error message made fit for a failure: the key removed, then cut to
 /// [`MAX_MESSAGE_CHARS`] characters.
-pub fn excerpt(text: &str, key: &ApiKey) -> String {
+fn excerpt(text: &str, key: &ApiKey) -> String {
     if text.trim().is_empty() {
         return "(no message)".to_owned();
     }
@@ -214,7 +469,7 @@ pub fn excerpt(text: &str, key: &ApiKey) -> String {
 
 /// The wait a provider asked for: OpenAI's `retry-after-ms` if present, else `Retry-After` in
 /// seconds or as an HTTP date; capped at [`MAX_RETRY_AFTER`].
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     if let Some(millis) = header("retry-after-ms").and_then(parse_retry_after_ms) {
         return Some(millis);
@@ -233,7 +488,7 @@ fn parse_retry_after_ms(value: &str) -> Option<Duration> {
 
 /// Parses a `Retry-After` value: delta-seconds, or an HTTP date taken relative to `now` (a date
 /// in the past means now).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
         let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
@@ -295,7 +550,7 @@ fn days_since_epoch(year: i64, month: u32, day: u32) -> i64 {
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+pub(super) struct SseEvent {
     /// The `event:` name, if the server gave one.
     pub event: Option<String>,
     /// The `data:` lines, joined by `\n`.
@@ -304,13 +559,13 @@ pub struct SseEvent {
 
 /// An event-stream line longer than the decoder accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineTooLong;
+struct LineTooLong;
 
 /// Decodes the `text/event-stream` format from chunks of bytes as they arrive: lines may be
 /// split anywhere across chunks and end in `\n`, `\r\n` or `\r`; `:` lines are comments;
 /// several `data:` lines make one event's data; `id:` and `retry:` are ignored.
 #[derive(Debug, Default)]
-pub struct SseDecoder {
+struct SseDecoder {
     /// Bytes of a line not yet ended.
     partial: Vec<u8>,
     /// The pending event's name.
@@ -385,7 +640,7 @@ impl SseDecoder {
 }
 
 /// The events of a streamed response body, read as they arrive.
-pub struct EventStream<S> {
+struct EventStream<S> {
     body: Pin<Box<S>>,
     decoder: SseDecoder,
     ready: VecDeque<SseEvent>,

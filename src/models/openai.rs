@@ -2,18 +2,19 @@
 //! and the servers that speak it (Ollama's `/v1`, vLLM, llama.cpp, OpenRouter). Switches in the
 //! configuration say which determinism parameters a server accepts; the adapter sends only
 //! those and reports exactly what it sent. Failures are classified from the status and the
-//! `error.code` / `error.type` of OpenAI's error body.
+//! `error.code` / `error.type` of OpenAI's error body. This file holds only the wire (what is
+//! sent, how answers and stream chunks read, what errors mean); the exchange itself is the
+//! flow `http` runs for both HTTP adapters.
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use reqwest::{StatusCode, Url, header::HeaderMap};
+use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    AppliedParams, CallFailure, Completion, FailureClass, KeyVariable, ModelRequest, Provider, ProviderKind, Role, TokenSink, Usage,
-    http::{self, ApiKey, EventStream},
+    AppliedParams, CallFailure, Completion, FailureClass, KeyVariable, ModelRequest, ProviderKind, Role, Usage,
+    http::{self, Connection, ErrorBody, SseEvent, StreamStep, WireFormat, WireMessage},
 };
 use crate::error::Result;
 
@@ -94,23 +95,14 @@ pub enum MaxTokensField {
 
 /// The `openai` provider.
 pub struct OpenAiProvider {
-    name: String,
     config: OpenAiConfig,
-    endpoint: Url,
-    /// The extra headers and, with a key, `Authorization` (marked sensitive).
-    headers: HeaderMap,
-    key: ApiKey,
-    client: reqwest::Client,
+    /// The endpoint, the extra headers and, with a key, `Authorization` (marked sensitive).
+    connection: Connection,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("name", &self.name)
-            .field("endpoint", &self.endpoint.as_str())
-            .field("model", &self.config.model)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        self.connection.debug(f, "OpenAiProvider", &self.config.model)
     }
 }
 
@@ -118,35 +110,49 @@ impl OpenAiProvider {
     /// A provider named `name`; refuses a `base_url` that is not an http(s) URL, an invalid
     /// extra header, and a key that cannot be sent in a header. A missing key is no error.
     pub fn new(name: &str, config: OpenAiConfig) -> Result<Self> {
-        let endpoint = http::endpoint(name, &config.base_url, "/chat/completions")?;
-        let mut headers = http::extra_headers(name, &config.headers)?;
-        let key = ApiKey::read(&config.api_key_env);
-        if let Some(authorization) = key.header_value(name, "Bearer ")? {
-            headers.insert(reqwest::header::AUTHORIZATION, authorization);
-        }
-        Ok(Self { name: name.to_owned(), endpoint, headers, key, client: http::client()?, config })
+        let connection = Connection::new(name, &config.base_url, "/chat/completions", &config.headers, &config.api_key_env, AUTHORIZATION, "Bearer ")?;
+        Ok(Self { config, connection })
+    }
+
+    fn refused(&self, refusal: &str) -> CallFailure {
+        let message = format!("provider `{}` refused: {}", self.connection.provider(), self.connection.quote(refusal));
+        CallFailure::new(FailureClass::ContentPolicy, message).status(200)
+    }
+}
+
+impl WireFormat for OpenAiProvider {
+    type Request<'a> = ChatRequest<'a>;
+    type Error = ProviderError;
+    type Answer = Answer;
+
+    const KIND: ProviderKind = ProviderKind::OpenAi;
+    const STREAM_END: &'static str = "[DONE]";
+
+    fn configured_model(&self) -> &str {
+        &self.config.model
+    }
+
+    fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// The request body and what it applies, adapted to the configured switches.
-    fn body<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> (ChatRequest<'a>, AppliedParams) {
+    fn request<'a>(&'a self, request: &'a ModelRequest, stream: bool) -> (ChatRequest<'a>, AppliedParams) {
         let sampling = &request.sampling;
         let model = request.model.as_deref().unwrap_or(&self.config.model);
         let temperature = sampling.temperature.filter(|_| self.config.supports_temperature);
         let top_p = sampling.top_p.filter(|_| self.config.top_p_with_temperature || temperature.is_none());
         let seed = sampling.seed.filter(|_| self.config.supports_seed);
         let max_tokens = sampling.max_tokens.or(self.config.max_tokens);
-        let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if let Some(system) = &request.system {
-            messages.push(WireMessage { role: Role::System.as_str(), content: system });
-        }
-        messages.extend(request.messages.iter().map(|message| WireMessage { role: message.role.as_str(), content: &message.content }));
+        let system = request.system.as_deref().map(|system| WireMessage::new(Role::System, system));
+        let turns = request.messages.iter().map(|message| WireMessage::new(message.role, &message.content));
         let (max_tokens_field, max_completion_tokens) = match self.config.max_tokens_field {
             MaxTokensField::MaxTokens => (max_tokens, None),
             MaxTokensField::MaxCompletionTokens => (None, max_tokens),
         };
         let body = ChatRequest {
             model,
-            messages,
+            messages: system.into_iter().chain(turns).collect(),
             temperature,
             top_p,
             seed,
@@ -160,88 +166,52 @@ impl OpenAiProvider {
         (body, applied)
     }
 
-    async fn call(&self, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
-        let (body, applied) = self.body(request, tokens.is_some());
-        let response = self
-            .client
-            .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|err| http::transport_failure(err, &self.name))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.failure_of(response).await);
-        }
-        if let Some(tokens) = tokens
-            && http::is_event_stream(&response)
-        {
-            return self.read_stream(response, tokens, applied).await;
-        }
-        let body = http::read_body(response, &self.name).await?;
-        let completion = self.parse_answer(&body, applied)?;
-        if let Some(tokens) = tokens {
-            http::deliver(tokens, &completion.text).await;
-        }
-        Ok(completion)
-    }
-
-    /// The completion in a whole JSON answer.
-    fn parse_answer(&self, body: &[u8], applied: AppliedParams) -> Result<Completion, CallFailure> {
-        let value: Value = serde_json::from_slice(body).map_err(|err| self.malformed(format!("the answer is not JSON ({err})")))?;
+    fn whole_answer(&self, value: Value) -> Result<Answer, CallFailure> {
         if value.get("choices").is_none()
             && let Some(error) = value.get("error").filter(|error| !error.is_null())
         {
-            return Err(self.failure(None, &ProviderError::from_value(error)));
+            return Err(self.connection.failure(None, &ProviderError::from_value(error)));
         }
-        let answer: ChatResponse = serde_json::from_value(value).map_err(|err| self.malformed(format!("the answer is not a chat completion ({err})")))?;
+        let answer: ChatResponse = serde_json::from_value(value).map_err(|err| self.connection.malformed(format!("the answer is not a chat completion ({err})")))?;
         let Some(choice) = answer.choices.into_iter().next() else {
-            return Err(self.malformed("the answer has no choices".to_owned()));
+            return Err(self.connection.malformed("the answer has no choices"));
         };
         let message = choice.message.unwrap_or_default();
-        let answer = Answer {
+        Ok(Answer {
             text: message.content.unwrap_or_default(),
             refusal: message.refusal.unwrap_or_default(),
             model: answer.model,
             fingerprint: answer.system_fingerprint,
             usage: answer.usage,
             finish_reason: choice.finish_reason,
-        };
-        self.completion(answer, applied)
+        })
     }
 
-    /// The completion in a streamed answer, each piece sent to `tokens` as it arrives.
-    async fn read_stream(&self, response: reqwest::Response, tokens: &TokenSink, applied: AppliedParams) -> Result<Completion, CallFailure> {
-        let mut events = EventStream::new(response.bytes_stream(), &self.name);
-        let mut answer = Answer::default();
-        loop {
-            let Some(event) = events.next().await? else {
-                return Err(CallFailure::new(FailureClass::Transport, format!("provider `{}`: the stream ended before [DONE]", self.name)).status(200));
-            };
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                break;
-            }
-            let chunk: StreamChunk = serde_json::from_str(data).map_err(|err| self.malformed(format!("a stream chunk is not a completion chunk ({err})")))?;
-            if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
-                return Err(self.failure(None, &ProviderError::from_value(&error)));
-            }
-            answer.model = chunk.model.or(answer.model);
-            answer.fingerprint = chunk.system_fingerprint.or(answer.fingerprint);
-            answer.usage = chunk.usage.or(answer.usage);
-            for choice in chunk.choices.unwrap_or_default().into_iter().filter(|choice| choice.index.unwrap_or(0) == 0) {
-                if let Some(delta) = choice.delta {
-                    if let Some(piece) = delta.content {
-                        http::deliver(tokens, &piece).await;
-                        answer.text.push_str(&piece);
-                    }
-                    answer.refusal.push_str(delta.refusal.as_deref().unwrap_or_default());
-                }
-                answer.finish_reason = choice.finish_reason.or(answer.finish_reason);
-            }
+    /// Adds a chunk's text, refusal, usage and finish reason (of the first choice only).
+    fn fold(&self, answer: &mut Answer, event: SseEvent) -> Result<StreamStep, CallFailure> {
+        let data = event.data.trim();
+        if data == Self::STREAM_END {
+            return Ok(StreamStep::End);
         }
-        self.completion(answer, applied)
+        let chunk: StreamChunk = serde_json::from_str(data).map_err(|err| self.connection.malformed(format!("a stream chunk is not a completion chunk ({err})")))?;
+        if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
+            return Err(self.connection.failure(None, &ProviderError::from_value(&error)));
+        }
+        answer.model = chunk.model.or(answer.model.take());
+        answer.fingerprint = chunk.system_fingerprint.or(answer.fingerprint.take());
+        answer.usage = chunk.usage.or(answer.usage.take());
+        let mut pieces = Vec::new();
+        for choice in chunk.choices.unwrap_or_default().into_iter().filter(|choice| choice.index.unwrap_or(0) == 0) {
+            if let Some(delta) = choice.delta {
+                if let Some(piece) = delta.content {
+                    answer.text.push_str(&piece);
+                    pieces.push(piece);
+                }
+                answer.refusal.push_str(delta.refusal.as_deref().unwrap_or_default());
+            }
+            answer.finish_reason = choice.finish_reason.or(answer.finish_reason.take());
+        }
+        Ok(StreamStep::Pieces(pieces))
     }
 
     /// The completion of an answer, or the content-policy failure it stands for (a refusal, or
@@ -251,70 +221,18 @@ impl OpenAiProvider {
             return Err(self.refused(&answer.refusal));
         }
         if answer.finish_reason.as_deref() == Some("content_filter") {
-            let message = format!("provider `{}` stopped the answer with its content filter (finish_reason content_filter)", self.name);
+            let message = format!("provider `{}` stopped the answer with its content filter (finish_reason content_filter)", self.connection.provider());
             return Err(CallFailure::new(FailureClass::ContentPolicy, message).status(200));
         }
         let usage = answer.usage.unwrap_or_default();
         Ok(Completion {
             text: answer.text,
-            model: answer.model.filter(|model| !model.is_empty()).unwrap_or_else(|| applied.model.clone()),
+            model: http::answering_model(answer.model, &applied),
             fingerprint: answer.fingerprint.filter(|fingerprint| !fingerprint.is_empty()),
             usage: Usage { input_tokens: usage.prompt_tokens.unwrap_or(0), output_tokens: usage.completion_tokens.unwrap_or(0) },
             finish_reason: answer.finish_reason,
             applied,
         })
-    }
-
-    /// The failure an error answer stands for.
-    async fn failure_of(&self, response: reqwest::Response) -> CallFailure {
-        let status = response.status();
-        let retry_after = http::retry_after(response.headers());
-        let body = response.bytes().await.map(|body| body.to_vec()).unwrap_or_default();
-        self.failure(Some(status), &ProviderError::from_body(&body)).retry_after(retry_after)
-    }
-
-    /// Classifies an error, from an HTTP status or (`None`) from within a stream or a 200 body.
-    fn failure(&self, status: Option<StatusCode>, error: &ProviderError) -> CallFailure {
-        let class = classify(status.map(|status| status.as_u16()), error);
-        let mut message = format!("provider `{}`", self.name);
-        match status {
-            Some(status) => message.push_str(&format!(" answered HTTP {}", status.as_u16())),
-            None => message.push_str(" reported an error"),
-        }
-        if let Some(tag) = error.code.as_deref().or(error.kind.as_deref()) {
-            message.push_str(&format!(" ({tag})"));
-        }
-        message.push_str(": ");
-        message.push_str(&http::excerpt(&error.message, &self.key));
-        if class == FailureClass::Authentication {
-            message.push_str("; ");
-            message.push_str(&self.key.advice());
-        }
-        // An error without a status came inside a 200 answer (a stream or a JSON body).
-        CallFailure::new(class, message).status(i32::from(status.unwrap_or(StatusCode::OK).as_u16()))
-    }
-
-    fn refused(&self, refusal: &str) -> CallFailure {
-        CallFailure::new(FailureClass::ContentPolicy, format!("provider `{}` refused: {}", self.name, http::excerpt(refusal, &self.key))).status(200)
-    }
-
-    fn malformed(&self, what: String) -> CallFailure {
-        CallFailure::new(FailureClass::MalformedResponse, format!("provider `{}`: {what}", self.name)).status(200)
-    }
-}
-
-#[async_trait]
-impl Provider for OpenAiProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::OpenAi
-    }
-
-    fn default_model(&self) -> &str {
-        &self.config.model
-    }
-
-    async fn generate(&self, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Completion, CallFailure> {
-        http::within(request.timeout, &self.name, self.call(request, tokens)).await
     }
 }
 
@@ -322,7 +240,7 @@ impl Provider for OpenAiProvider {
 /// vary: `code` may be a number (OpenRouter, llama.cpp), `error` a bare string, the body not
 /// JSON at all (a proxy's page), which then is the message.
 #[derive(Debug, Default)]
-struct ProviderError {
+pub(super) struct ProviderError {
     message: String,
     kind: Option<String>,
     code: Option<String>,
@@ -330,16 +248,6 @@ struct ProviderError {
 }
 
 impl ProviderError {
-    fn from_body(body: &[u8]) -> Self {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(value) => match value.get("error") {
-                Some(error) => Self::from_value(error),
-                None => Self::from_value(&value),
-            },
-            Err(_) => Self { message: String::from_utf8_lossy(body).into_owned(), ..Self::default() },
-        }
-    }
-
     fn from_value(error: &Value) -> Self {
         if let Some(message) = error.as_str() {
             return Self { message: message.to_owned(), ..Self::default() };
@@ -356,6 +264,29 @@ impl ProviderError {
 
     fn is_tagged(&self, tag: &str) -> bool {
         self.code.as_deref() == Some(tag) || self.kind.as_deref() == Some(tag)
+    }
+}
+
+impl ErrorBody for ProviderError {
+    /// The body's `error`, or the body itself where it has none (vLLM).
+    fn from_json(body: &Value) -> Self {
+        Self::from_value(body.get("error").unwrap_or(body))
+    }
+
+    fn from_text(text: String) -> Self {
+        Self { message: text, ..Self::default() }
+    }
+
+    fn class(&self, status: Option<u16>) -> FailureClass {
+        classify(status, self)
+    }
+
+    fn tag(&self) -> Option<&str> {
+        self.code.as_deref().or(self.kind.as_deref())
+    }
+
+    fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -399,7 +330,7 @@ fn classify(status: Option<u16>, error: &ProviderError) -> FailureClass {
 
 /// What an answer said, whole or gathered from a stream.
 #[derive(Default)]
-struct Answer {
+pub(super) struct Answer {
     text: String,
     refusal: String,
     model: Option<String>,
@@ -409,7 +340,7 @@ struct Answer {
 }
 
 #[derive(Serialize)]
-struct ChatRequest<'a> {
+pub(super) struct ChatRequest<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -427,12 +358,6 @@ struct ChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
-}
-
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
 }
 
 #[derive(Serialize)]
@@ -512,7 +437,7 @@ mod tests {
     use super::*;
 
     fn error(json: &str) -> ProviderError {
-        ProviderError::from_body(json.as_bytes())
+        http::error_of(json.as_bytes())
     }
 
     #[test]
