@@ -1712,8 +1712,28 @@ mod tests {
         assert!(validate(&parse(&["bench", "--processes", "2"])).is_err(), "SQLite is single-node");
         assert!(validate(&parse(&["bench", "--store", "postgres", "--processes", "0"])).is_err());
         assert!(validate(&parse(&["bench", "--store", "postgres", "--processes", "2", "--only", "logs"])).is_err());
+        assert!(validate(&parse(&["bench", "--store", "postgres", "--processes", "2", "--only", "models"])).is_err());
         let names: Vec<String> = setups(&parse(&["bench", "--store", "both"])).iter().map(ToString::to_string).collect();
         assert_eq!(names, ["sqlite", "postgres"]);
+    }
+
+    #[test]
+    fn the_models_workload_is_named_alone_and_takes_positive_counts() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let parse = |line: &[&str]| <Cli as clap::Parser>::try_parse_from(line).unwrap().args;
+
+        assert_eq!(parse(&["bench"]).only, None, "the default workloads stay the server's");
+        let args = parse(&["bench", "--only", "models", "--model-calls", "100", "--model-callers", "4", "--journaled-calls", "50"]);
+        assert_eq!(args.only, Some(Workload::Models));
+        assert_eq!((args.model_calls, args.model_callers, args.journaled_calls, args.generate_runs), (100, 4, 50, 200));
+        assert!(validate(&args).is_ok());
+        for zero in ["--model-calls", "--model-callers", "--journaled-calls", "--generate-runs"] {
+            assert!(validate(&parse(&["bench", "--only", "models", zero, "0"])).is_err(), "{zero} 0");
+        }
     }
 
     #[test]
