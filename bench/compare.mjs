@@ -15,8 +15,12 @@ const FIGURES = [
   { workload: "throughput", figure: "runs created and finished", label: "throughput (runs/s)", higherIsBetter: true },
   { workload: "latency (idle)", figure: "create→start p50", label: "create→start p50, idle (ms)", higherIsBetter: false },
   { workload: "latency (idle)", figure: "create→start p99", label: "create→start p99, idle (ms)", higherIsBetter: false },
-  { workload: "latency (load)", figure: "create→start p50", label: "create→start p50, under load (ms)", higherIsBetter: false },
-  { workload: "latency (load)", figure: "create→start p99", label: "create→start p99, under load (ms)", higherIsBetter: false },
+  { workload: "latency (paced)", figure: "create→start p50", label: "create→start p50, paced load (ms)", higherIsBetter: false },
+  { workload: "latency (paced)", figure: "create→start p99", label: "create→start p99, paced load (ms)", higherIsBetter: false },
+  // Informational: each side's own clients create as fast as they can, so this is the time a
+  // backlog takes to drain when creation outruns execution, not dispatch at the same load.
+  { workload: "latency (load)", figure: "create→start p50", label: "create→start p50, saturated (ms)", higherIsBetter: false, informational: true },
+  { workload: "latency (load)", figure: "create→start p99", label: "create→start p99, saturated (ms)", higherIsBetter: false, informational: true },
 ];
 
 function parseCommandLine(argv) {
@@ -91,7 +95,7 @@ function main() {
   const header = ["processes", "figure", "Conclave", peer, `Conclave / ${peer}`, "target", "result"];
   const lines = [header, header.map((_, column) => (column >= 2 && column <= 4 ? "---:" : "---"))];
   for (const count of counts) {
-    for (const { workload, figure, label, higherIsBetter } of FIGURES) {
+    for (const { workload, figure, label, higherIsBetter, informational } of FIGURES) {
       const key = `${count}|${workload}|${figure}`;
       const a = ours.get(key);
       const b = theirs.get(key);
@@ -102,9 +106,9 @@ function main() {
         const theirMedian = median(b);
         ratio = theirMedian > 0 ? `${(ourMedian / theirMedian).toFixed(2)}×` : "–";
         const met = higherIsBetter ? ourMedian >= theirMedian : ourMedian < theirMedian;
-        result = met ? "met" : "NOT MET";
+        result = informational ? "(informational)" : met ? "met" : "NOT MET";
       }
-      const target = higherIsBetter ? `≥ ${peer}` : `< ${peer}`;
+      const target = informational ? "–" : higherIsBetter ? `≥ ${peer}` : `< ${peer}`;
       lines.push([String(count), label, cell(a), cell(b), ratio, target, result]);
     }
   }

@@ -40,13 +40,17 @@ const USAGE = `usage: node bench.mjs [options]
   --runs N               jobs added by the throughput workload [default: 20000]
   --clients N            concurrent addJob loops of the throughput workload [default: 32]
   --idle-runs N          jobs added one at a time by the idle-latency workload [default: 500]
+  --paced-rate N         jobs per second the paced workload adds, on a fixed schedule, below
+                         what either side can execute, so both face the same offered load
+                         [default: 500]
+  --paced-runs N         jobs the paced workload adds [default: 5000]
   --workers N            concurrentJobs of each worker process [default: 64]
   --pool-size N          maxPoolSize of each worker process [default: max(10, workers + 2)]
   --poll-interval MS     pollInterval: the poll for jobs scheduled in the future and retries;
                          new jobs arrive by LISTEN/NOTIFY [default: 1000]
   --batched              also use graphile-worker's batching options from its performance page:
                          localQueue {size: 500}, completeJobBatchDelay 0, failJobBatchDelay 0
-  --only WORKLOAD        throughput (includes the latency under load) or latency
+  --only WORKLOAD        throughput (includes the latency under load), latency or paced
   --json FILE            also write every figure to FILE, one JSON object per line
 `;
 
@@ -85,6 +89,8 @@ function parseOptions(argv) {
       runs: { type: "string", default: "20000" },
       clients: { type: "string", default: "32" },
       "idle-runs": { type: "string", default: "500" },
+      "paced-rate": { type: "string", default: "500" },
+      "paced-runs": { type: "string", default: "5000" },
       workers: { type: "string", default: "64" },
       "pool-size": { type: "string" },
       "poll-interval": { type: "string", default: "1000" },
@@ -109,8 +115,8 @@ function parseOptions(argv) {
   if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new UsageError("pass a postgres:// admin URL with --database-url or CONCLAVE_BENCH_DATABASE_URL");
   }
-  if (values.only !== undefined && !["throughput", "latency"].includes(values.only)) {
-    throw new UsageError(`--only must be throughput or latency, not ${JSON.stringify(values.only)}`);
+  if (values.only !== undefined && !["throughput", "latency", "paced"].includes(values.only)) {
+    throw new UsageError(`--only must be throughput, latency or paced, not ${JSON.stringify(values.only)}`);
   }
   const workers = count("workers", values.workers);
   return {
@@ -119,6 +125,8 @@ function parseOptions(argv) {
     runs: count("runs", values.runs),
     clients: count("clients", values.clients),
     idleRuns: count("idle-runs", values["idle-runs"]),
+    pacedRate: count("paced-rate", values["paced-rate"]),
+    pacedRuns: count("paced-runs", values["paced-runs"]),
     workers,
     poolSize: values["pool-size"] === undefined ? Math.max(10, workers + 2) : count("pool-size", values["pool-size"]),
     pollInterval: count("poll-interval", values["poll-interval"]),
@@ -207,6 +215,9 @@ async function benchProcesses(processes, url, options, report) {
       const measure = async () => {
         if (wants("latency")) {
           await idleLatency(setup, processes, utils, workers, options.idleRuns, report);
+        }
+        if (wants("paced")) {
+          await paced(setup, processes, utils, workers, options, report);
         }
         if (wants("throughput")) {
           await throughput(setup, processes, utils, workers, options, report);
@@ -310,6 +321,37 @@ async function throughput(setup, processes, utils, workers, options, report) {
 
   const summary = new Summary(latencies);
   workload = "latency (load)";
+  report.add(workload, setup, processes, "create→start p50", summary.p50Ms(), "ms");
+  report.add(workload, setup, processes, "create→start p99", summary.p99Ms(), "ms");
+  report.add(workload, setup, processes, "create→start max", summary.maxMs(), "ms");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workload: create→start latency at a fixed offered rate, the same on both sides.
+
+async function paced(setup, processes, utils, workers, options, report) {
+  const { pacedRate: rate, pacedRuns: runs } = options;
+  progress(setup, `paced: ${runs} no-op jobs at ${rate} jobs/s`);
+  const started = performance.now();
+  const pending = [];
+  for (let index = 0; index < runs; index++) {
+    const due = started + (index * 1000) / rate;
+    const ahead = due - performance.now();
+    if (ahead > 0) {
+      await sleep(ahead);
+    }
+    pending.push(utils.addJob("noop", {}));
+  }
+  await Promise.all(pending);
+  const offeredFor = (performance.now() - started) / 1000;
+  await waitUntilDrained(utils, runs);
+  const latencies = await workers.collect();
+  if (latencies.length !== runs) {
+    loudWarning(`${setup}: the workers ran ${latencies.length} jobs, expected ${runs}`);
+  }
+  const summary = new Summary(latencies);
+  const workload = "latency (paced)";
+  report.add(workload, setup, processes, "offered rate", runs / offeredFor, "runs/s");
   report.add(workload, setup, processes, "create→start p50", summary.p50Ms(), "ms");
   report.add(workload, setup, processes, "create→start p99", summary.p99Ms(), "ms");
   report.add(workload, setup, processes, "create→start max", summary.maxMs(), "ms");

@@ -77,6 +77,10 @@ pub enum Workload {
     Throughput,
     /// Create→start latency of one run at a time on an idle server.
     Latency,
+    /// Create→start latency at a fixed offered rate (`--paced-rate`), below what the servers
+    /// can execute: dispatch under load, with the same load offered to both sides of
+    /// `scripts/bench-peers`.
+    Paced,
     /// Log fan-out: one run's lines delivered to many followers.
     Logs,
     /// The model layer's own cost per call: the router, and journaled calls in a run. Measured
@@ -106,6 +110,12 @@ pub struct BenchArgs {
     /// Runs created one at a time by the idle-latency workload.
     #[arg(long, default_value_t = 500)]
     pub idle_runs: usize,
+    /// Runs per second the paced workload creates, on a fixed schedule.
+    #[arg(long, default_value_t = 500)]
+    pub paced_rate: usize,
+    /// Runs the paced workload creates.
+    #[arg(long, default_value_t = 5_000)]
+    pub paced_runs: usize,
     /// Lines written by the log fan-out run.
     #[arg(long, default_value_t = 10_000)]
     pub log_lines: u64,
@@ -264,6 +274,8 @@ fn validate(args: &BenchArgs) -> Result<()> {
         ("runs", args.runs),
         ("clients", args.clients),
         ("idle_runs", args.idle_runs),
+        ("paced_rate", args.paced_rate),
+        ("paced_runs", args.paced_runs),
         ("followers", args.followers),
         ("workers", args.workers),
         ("channels", args.channels.unwrap_or(1)),
@@ -354,6 +366,9 @@ async fn run_workloads(setup: Setup, servers: &Servers, args: &BenchArgs, report
     let wants = |workload| args.only.is_none_or(|only| only == workload);
     if wants(Workload::Latency) {
         idle_latency(setup, servers, args.idle_runs, report).await?;
+    }
+    if wants(Workload::Paced) {
+        paced(setup, servers, args, report).await?;
     }
     if wants(Workload::Throughput) {
         throughput(setup, servers, args, report).await?;
@@ -471,6 +486,35 @@ async fn throughput(setup: Setup, servers: &Servers, args: &BenchArgs, report: &
     let latencies = read_back_latencies(&mut control, &ids).await?;
     let summary = Summary::of(latencies);
     let workload = "latency (load)";
+    report.add(workload, setup, "create→start p50", summary.p50_ms(), "ms", None);
+    report.add(workload, setup, "create→start p99", summary.p99_ms(), "ms", None);
+    report.add(workload, setup, "create→start max", summary.max_ms(), "ms", None);
+    Ok(())
+}
+
+/// Create→start latency at a fixed offered rate: run `i` is created at `i / rate` seconds, from
+/// clients spread over the servers, whatever the earlier creates are doing.
+async fn paced(setup: Setup, servers: &Servers, args: &BenchArgs, report: &mut Report) -> Result<()> {
+    let (rate, runs) = (args.paced_rate, args.paced_runs);
+    progress(setup, format_args!("paced: {runs} no-op runs at {rate} runs/s"));
+    let clients = connect_many(&servers.addrs, servers.addrs.len() * 2).await?;
+    let mut control = clients[0].clone();
+    let started = tokio::time::Instant::now();
+    let mut creates = JoinSet::new();
+    for index in 0..runs {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate as f64)).await;
+        let mut client = clients[index % clients.len()].clone();
+        creates.spawn(async move { create(&mut client, noop_request()).await.map(|run| run.id) });
+    }
+    let mut ids = HashSet::with_capacity(runs);
+    while let Some(created) = creates.join_next().await {
+        ids.insert(created.map_err(task_failed)??);
+    }
+    let offered_for = started.elapsed();
+    wait_until_drained(&mut control, runs).await?;
+    let summary = Summary::of(read_back_latencies(&mut control, &ids).await?);
+    let workload = "latency (paced)";
+    report.add(workload, setup, "offered rate", per_second(runs as u64, offered_for), "runs/s", None);
     report.add(workload, setup, "create→start p50", summary.p50_ms(), "ms", None);
     report.add(workload, setup, "create→start p99", summary.p99_ms(), "ms", None);
     report.add(workload, setup, "create→start max", summary.max_ms(), "ms", None);
