@@ -31,6 +31,7 @@ fn policy(cooldown: Duration, max_wait: Duration) -> RouterPolicy {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_secs(2),
         max_wait,
+        circuit_refresh: Duration::from_millis(200),
         breaker: BreakerPolicy { failures: 1, window: Duration::from_secs(60), cooldown, max_cooldown: cooldown * 4 },
     }
 }
@@ -123,11 +124,22 @@ async fn a_tripped_circuit_is_seen_by_another_router_on_the_same_store(database:
         )
     };
     let (first, second) = (build(), build());
+    // The third router has seen the primary healthy just before the first one trips it.
+    let fine = router(
+        &store,
+        vec![("primary", mock("primary", "[[script]]\nreply = \"fine\"\n")), ("fallback", mock("fallback", "[[script]]\nreply = \"fallback\"\n"))],
+        &["primary", "fallback"],
+        policy(Duration::from_secs(60), Duration::ZERO),
+    );
+    assert_eq!(ask(&fine).await.expect("primary answers").provider, "primary");
     assert_eq!(ask(&first).await.expect("fallback answers").provider, "fallback");
     assert_eq!(calls(&first, "primary"), 1);
     let routed = ask(&second).await.expect("fallback answers");
     assert_eq!((routed.provider.as_str(), routed.link), ("fallback", 1));
     assert_eq!(calls(&second, "primary"), 0, "the second router skipped the primary its peer tripped");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(ask(&fine).await.expect("fallback answers").provider, "fallback", "a router that saw the primary healthy sees the trip within its refresh");
+    assert_eq!(calls(&fine, "primary"), 1);
     let status = second.providers().await.expect("providers");
     let primary = status.iter().find(|provider| provider.name == "primary").expect("primary listed");
     assert_eq!(primary.state, CircuitState::Open);

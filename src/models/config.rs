@@ -98,6 +98,9 @@ pub struct RouterSettings {
     pub backoff_max_ms: Option<u64>,
     /// How long a call waits for a cooling chain to recover, in seconds [default: 30].
     pub max_wait_seconds: Option<f64>,
+    /// How long circuits read from the store are trusted before they are read again, in
+    /// milliseconds; a circuit another process trips is seen within this time [default: 1000].
+    pub circuit_refresh_ms: Option<u64>,
     /// The circuit breaker.
     pub breaker: BreakerSettings,
 }
@@ -144,6 +147,7 @@ impl ModelsConfig {
             backoff_base: router.backoff_base_ms.map_or(defaults.backoff_base, Duration::from_millis),
             backoff_max: router.backoff_max_ms.map_or(defaults.backoff_max, Duration::from_millis),
             max_wait: seconds("router.max_wait_seconds", router.max_wait_seconds, defaults.max_wait, true)?,
+            circuit_refresh: router.circuit_refresh_ms.map_or(defaults.circuit_refresh, Duration::from_millis),
             breaker: BreakerPolicy {
                 failures: match breaker.failures {
                     Some(0) => return Err(Error::invalid("router.breaker.failures", "must be at least 1")),

@@ -42,6 +42,10 @@ pub struct RouterPolicy {
     pub backoff_max: Duration,
     /// How long a call waits for a cooling chain to recover before failing.
     pub max_wait: Duration,
+    /// How long circuits read from the store are trusted before they are read again. What this
+    /// router changes it knows at once; a circuit another process trips is seen within this
+    /// time (zero reads the store at every call).
+    pub circuit_refresh: Duration,
     /// The circuit breaker of each provider.
     pub breaker: BreakerPolicy,
 }
@@ -53,6 +57,7 @@ impl Default for RouterPolicy {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             max_wait: Duration::from_secs(30),
+            circuit_refresh: Duration::from_secs(1),
             breaker: BreakerPolicy::default(),
         }
     }
@@ -137,6 +142,9 @@ pub struct Router {
     policy: RouterPolicy,
     store: SharedStore,
     stats: Recorder,
+    /// Circuits as last read from the store or written by this router (`None`: no row, a
+    /// provider that never failed), and when.
+    seen: std::sync::Mutex<HashMap<String, (Option<Circuit>, Instant)>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -166,12 +174,39 @@ impl Router {
                 return Err(Error::invalid(field, format!("names `{unknown}`, which is not a configured provider; configured: {}", known())));
             }
         }
-        Ok(Self { providers, chains, policy, store, stats: Recorder::default() })
+        Ok(Self { providers, chains, policy, store, stats: Recorder::default(), seen: std::sync::Mutex::default() })
     }
 
     /// The chain of a role.
     pub fn chain(&self, role: Option<&str>) -> &[String] {
         role.and_then(|role| self.chains.roles.get(role)).unwrap_or(&self.chains.default)
+    }
+
+    /// The circuits of `chain` as last seen, if every one was seen within `refresh`.
+    fn seen(&self, chain: &[String], refresh: Duration) -> Option<HashMap<String, Circuit>> {
+        if refresh.is_zero() {
+            return None;
+        }
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut circuits = HashMap::new();
+        for name in chain {
+            let (circuit, at) = seen.get(name)?;
+            if at.elapsed() > refresh {
+                return None;
+            }
+            if let Some(circuit) = circuit {
+                circuits.insert(name.clone(), circuit.clone());
+            }
+        }
+        Some(circuits)
+    }
+
+    fn remember(&self, circuits: impl IntoIterator<Item = (String, Option<Circuit>)>) {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, circuit) in circuits {
+            seen.insert(name, (circuit, now));
+        }
     }
 
     /// The chains the router follows.
@@ -375,10 +410,19 @@ impl Call<'_> {
         result
     }
 
-    /// The circuits of the chain, as stored.
+    /// The circuits of the chain: as this router last saw them if that is recent enough,
+    /// otherwise as stored.
     async fn circuits(&self) -> Result<HashMap<String, Circuit>, RouteFailure> {
+        let refresh = self.router.policy.circuit_refresh;
+        if let Some(known) = self.router.seen(&self.chain, refresh) {
+            return Ok(known);
+        }
         match self.router.store.read_circuits(&self.chain).await {
-            Ok(circuits) => Ok(circuits.into_iter().map(|circuit| (circuit.provider.clone(), circuit)).collect()),
+            Ok(circuits) => {
+                let circuits: HashMap<String, Circuit> = circuits.into_iter().map(|circuit| (circuit.provider.clone(), circuit)).collect();
+                self.router.remember(self.chain.iter().map(|name| (name.clone(), circuits.get(name).cloned())));
+                Ok(circuits)
+            }
             Err(err) => {
                 // Without the store, route as if every circuit were closed rather than fail calls.
                 tracing::warn!(error = %err, "cannot read the providers' circuits; routing as if all were closed");
@@ -390,7 +434,10 @@ impl Call<'_> {
     /// Records a circuit change in the store; returns the circuit as stored.
     async fn record(&self, provider: &str, change: &(dyn Fn(&Circuit) -> Circuit + Send + Sync)) -> Option<Circuit> {
         match self.router.store.update_circuit(provider, change, Timestamp::now()).await {
-            Ok(circuit) => Some(circuit),
+            Ok(circuit) => {
+                self.router.remember([(provider.to_owned(), Some(circuit.clone()))]);
+                Some(circuit)
+            }
             Err(err) => {
                 tracing::warn!(provider, error = %err, "cannot record the provider's circuit");
                 None
