@@ -290,6 +290,9 @@ impl RunContext {
     }
 }
 
+/// How long a batch smaller than a full one waits for more lines before it is written.
+const LOG_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Writes an attempt's log lines in batches: it takes whatever has accumulated since its last
 /// write (up to a batch), so a trickle is written line by line at once and a flood in large
 /// batches. Each batch carries its position, so a batch sent again after an ambiguous failure
@@ -317,6 +320,16 @@ impl LogWriter {
                 }
                 if batch.len() < self.settings.log_batch {
                     next = commands.try_recv().ok();
+                }
+            }
+            // A trickle waits a moment for more lines, so that lines logged between steps share
+            // one write instead of each taking the store's writer from the next step's commit.
+            let linger = tokio::time::Instant::now() + LOG_LINGER;
+            while !batch.is_empty() && waiters.is_empty() && batch.len() < self.settings.log_batch {
+                match tokio::time::timeout_at(linger, commands.recv()).await {
+                    Ok(Some(LogCommand::Line(line))) => batch.push(line),
+                    Ok(Some(LogCommand::Flush(done))) => waiters.push(done),
+                    Ok(None) | Err(_) => break,
                 }
             }
             if !batch.is_empty() {
