@@ -177,6 +177,22 @@ impl Fanout {
     }
 }
 
+/// Messages a server stream buffers before its producer waits for the client.
+const STREAM_BUFFER: usize = 64;
+
+/// The largest page a listing returns.
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The rows a listing returns for a requested `page_size`: `default` for 0, at most
+/// [`MAX_PAGE_SIZE`], and a negative size refused.
+fn page_limit(page_size: i32, default: u32) -> Result<u32> {
+    match page_size {
+        size if size < 0 => Err(crate::error::Error::invalid("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, not {size}"))),
+        0 => Ok(default),
+        size => Ok(u32::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+    }
+}
+
 /// The engine's shared state.
 #[derive(Debug)]
 struct Core {

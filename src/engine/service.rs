@@ -72,8 +72,6 @@ const MAX_REQUEST_ID: usize = 128;
 const MAX_KEY_LENGTH: usize = 255;
 const MAX_INPUT_BYTES: usize = 1 << 20;
 const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 1000;
-const STREAM_BUFFER: usize = 64;
 
 impl Engine {
     /// Creates and queues a run. A repeated `request_id` returns the run the first call created;
@@ -114,13 +112,7 @@ impl Engine {
 
     /// Lists runs, newest first.
     pub async fn list_runs(&self, request: ListRunsRequest) -> Result<Page<Run>> {
-        let limit = match request.page_size {
-            size if size < 0 => {
-                return Err(Error::invalid("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, not {size}")));
-            }
-            0 => DEFAULT_PAGE_SIZE,
-            size => u32::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
-        };
+        let limit = super::page_limit(request.page_size, DEFAULT_PAGE_SIZE)?;
         let workspace = workspace_or_default(&request.workspace);
         let mut query = RunQuery {
             workspace: Some(workspace.clone()),
@@ -170,10 +162,12 @@ impl Engine {
     /// the steps journaled before `from_step`, then live. The replay keeps the original's kind,
     /// input, decisions and limits, and starts queued.
     pub async fn replay_run(&self, id: RunId, from_step: Option<&str>, request_id: Option<String>) -> Result<Run> {
-        if let Some(request_id) = &request_id
-            && (request_id.len() > MAX_REQUEST_ID || request_id.chars().any(char::is_control))
-        {
-            return Err(Error::invalid("request_id", format!("must be at most {MAX_REQUEST_ID} bytes without control characters")));
+        if let Some(request_id) = &request_id {
+            let mut violations = Vec::new();
+            validate_request_id(request_id, &mut violations);
+            if !violations.is_empty() {
+                return Err(Error::InvalidArgument(violations));
+            }
         }
         let source = self.get_run(id).await?;
         if !source.state.is_terminal() {
@@ -304,7 +298,7 @@ impl Engine {
                 format!("{after} is past the run's last sequence number {}; resume from a sequence you received", last_sequence(&run)),
             ));
         }
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (sender, receiver) = mpsc::channel(super::STREAM_BUFFER);
         let store = self.core.store.clone();
         let is_finished: IsFinished = Arc::new(move || {
             let store = store.clone();
@@ -363,6 +357,13 @@ fn violation(violations: &mut Vec<FieldViolation>, field: impl Into<String>, des
     violations.push(FieldViolation { field: field.into(), description: description.into() });
 }
 
+/// An idempotency key is at most 128 bytes without control characters.
+fn validate_request_id(request_id: &str, violations: &mut Vec<FieldViolation>) {
+    if request_id.len() > MAX_REQUEST_ID || request_id.chars().any(char::is_control) {
+        violation(violations, "request_id", format!("must be at most {MAX_REQUEST_ID} bytes without control characters"));
+    }
+}
+
 /// Checks every field of a create request, collecting all violations at once.
 fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, violations: &mut Vec<FieldViolation>) -> NewRun {
     let now = Timestamp::now();
@@ -409,9 +410,7 @@ fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, viol
         }
     };
     validate_labels(&request.labels, "labels", violations);
-    if request.request_id.len() > MAX_REQUEST_ID || request.request_id.chars().any(char::is_control) {
-        violation(violations, "request_id", format!("must be at most {MAX_REQUEST_ID} bytes without control characters"));
-    }
+    validate_request_id(&request.request_id, violations);
     if serde_json::to_vec(&request.input).map_or(0, |bytes| bytes.len()) > MAX_INPUT_BYTES {
         violation(violations, "input", "is larger than 1 MiB; store large inputs as artifacts and pass their names");
     }

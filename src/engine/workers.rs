@@ -79,8 +79,6 @@ const MAX_CAPACITY: u32 = 10_000;
 const MAX_STEP_KEY: usize = 256;
 const MAX_EVENT_TYPE: usize = 128;
 const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
-const STREAM_BUFFER: usize = 64;
 
 impl Engine {
     /// Registers a worker, or registers a known one again with what it declares now.
@@ -149,11 +147,7 @@ impl Engine {
 
     /// Lists workers by id, one page at a time.
     pub async fn list_workers(&self, page_size: i32, page_token: &str) -> Result<Page<Worker>> {
-        let limit = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size < 0 => return Err(Error::invalid("page_size", "must not be negative")),
-            size => u32::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
-        };
+        let limit = super::page_limit(page_size, DEFAULT_PAGE_SIZE)?;
         let after = if page_token.is_empty() { None } else { Some(decode_page_token(page_token)?) };
         let mut items = self.core.store.list_workers(after.as_ref(), limit + 1).await?;
         let next_page_token = if items.len() > limit as usize {
@@ -185,7 +179,7 @@ impl Engine {
             return Err(Error::ShuttingDown);
         }
         let worker = self.get_worker(id).await?;
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (sender, receiver) = mpsc::channel(super::STREAM_BUFFER);
         let dispatcher = Dispatcher { core: self.core.clone(), worker, sender, held: HashMap::new(), stop: CancellationToken::new() };
         self.core.tasks.spawn(dispatcher.run());
         Ok(receiver)
