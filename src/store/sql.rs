@@ -457,6 +457,40 @@ where
     query
 }
 
+/// Executes `statements` in order, on either backend. SQLite receives them as one
+/// multi-statement query: its driver runs each connection on a thread of its own, so every
+/// query is a round trip between threads, and a transaction's writes then cost one round trip
+/// instead of one each. (Anonymous `?` placeholders bind across the statements in order.)
+/// Postgres's extended protocol takes one statement per query, so there they go one by one.
+pub async fn execute_all<DB>(conn: &mut DB::Connection, statements: impl IntoIterator<Item = Statement>) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    if DB::NAME != "SQLite" {
+        for statement in statements {
+            query::<DB>(statement).execute(&mut *conn).await?;
+        }
+        return Ok(());
+    }
+    let mut batch = Statement::default();
+    for statement in statements {
+        if !batch.sql.is_empty() {
+            batch.sql.push_str(";\n");
+        }
+        batch.sql.push_str(&statement.sql);
+        batch.binds.extend(statement.binds);
+    }
+    if !batch.sql.is_empty() {
+        query::<DB>(batch).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// The statement with SQLite's anonymous `?` placeholders instead of `$N`. Statements number
 /// their binds in order of appearance, so the two mean the same; but SQLite looks a named
 /// parameter up by a linear scan, which made binding a many-row statement quadratic.
@@ -729,9 +763,7 @@ where
     }
     let copied: Vec<(RunId, JournalEntry)> =
         fresh.iter().flat_map(|run| run.journal.iter().map(|entry| (run.id, entry.clone()))).collect();
-    for statement in insert_events(&events)?.into_iter().chain(insert_labels(&fresh)?).chain(insert_steps(&copied)?) {
-        query::<DB>(statement).execute(&mut *conn).await?;
-    }
+    execute_all::<DB>(conn, insert_events(&events)?.into_iter().chain(insert_labels(&fresh)?).chain(insert_steps(&copied)?)).await?;
     Ok(results)
 }
 
@@ -760,9 +792,7 @@ where
         }
     }
     let plan = plan_updates(rows, changes)?;
-    for statement in plan.writes {
-        query::<DB>(statement).execute(&mut *conn).await?;
-    }
+    execute_all::<DB>(conn, plan.writes).await?;
     Ok(plan.results)
 }
 

@@ -189,9 +189,7 @@ where
             .map(|row| Run::try_from(<sql::RunRow as sqlx::FromRow<DB::Row>>::from_row(row)?))
             .collect::<Result<Vec<_>>>()?;
         let events = sql::claimed_events(&runs, &claim.worker_id, claim.now);
-        for statement in sql::insert_events(&events)? {
-            sql::query::<DB>(statement).execute(&mut *tx).await?;
-        }
+        sql::execute_all::<DB>(&mut tx, sql::insert_events(&events)?).await?;
         tx.commit().await?;
         let mut transitions: Vec<Transition> =
             runs.into_iter().zip(events).map(|(run, event)| Transition { run, events: vec![event] }).collect();
@@ -239,9 +237,7 @@ where
         };
         let count = lines.len() as u64;
         let stored = sql::number_log_lines(lease.run_id, last - count, attempt, lines);
-        for statement in sql::insert_logs(&stored) {
-            sql::query::<DB>(statement).execute(&mut *tx).await?;
-        }
+        sql::execute_all::<DB>(&mut tx, sql::insert_logs(&stored)).await?;
         tx.commit().await?;
         Ok(stored)
     }
