@@ -6,9 +6,9 @@
 //!
 //! * **router**: `--model-calls` calls of [`Router::route`] one at a time, then from
 //!   `--model-callers` concurrent callers, beside the same calls made to
-//!   [`MockProvider::generate`] directly. The difference is the router's own cost: the circuits
-//!   read from the store, the statistics, the determinism defaults. The circuit read is also
-//!   timed alone.
+//!   [`MockProvider::generate`] directly. The difference is the router's own cost: the
+//!   statistics, the determinism defaults, and the circuits, which it reads from the store at
+//!   most once per `circuit_refresh_ms`. That store read is also timed alone.
 //! * **journaled calls**: one run of a bench-only kind making `--journaled-calls` model calls
 //!   through [`RunContext::generate`], each a journaled step committed to the store, beside a run
 //!   making as many journaled steps that return the same record without calling a model (the
@@ -151,8 +151,8 @@ async fn measure_into(plan: &Plan, report: &mut Report) -> Result<()> {
 /// waits, so it is not added up with the rest.
 fn explain(setup: Setup, routing: &RoutingCosts, journaled: &JournaledCosts, writes: &WriteCosts, report: &mut Report) {
     report.note(format!(
-        "models [{setup}]: where a journaled model call's {} µs go (means, one caller): the routed call {} µs (the circuit read from \
-         the store {} µs, the mock provider {} µs, the rest of the router {} µs); the commit of its journal entry, timed on the store \
+        "models [{setup}]: where a journaled model call's {} µs go (means, one caller): the routed call {} µs (the mock provider {} µs, \
+         the router's own {} µs; it reads the circuits from the store, {} µs, at most once a second); the commit of its journal entry, timed on the store \
          alone, {} µs; the remaining {} µs are the engine's hand-offs (the step's result to JSON, the group committer, the step's \
          event published) and the writer connection shared with the run's log writer, which appends the call's answer as one log line \
          ({} µs when timed alone) while the next steps run. Measured in the run: the step's own time (the call, and its answer handed \
@@ -160,9 +160,9 @@ fn explain(setup: Setup, routing: &RoutingCosts, journaled: &JournaledCosts, wri
          {} µs; the model-call run wrote {} log lines.",
         number(journaled.per_call_us),
         number(routing.route_us),
-        number(routing.circuit_us),
         number(routing.mock_us),
-        number(routing.route_us - routing.circuit_us - routing.mock_us),
+        number(routing.route_us - routing.mock_us),
+        number(routing.circuit_us),
         number(writes.commit_us),
         number(journaled.per_call_us - routing.route_us - writes.commit_us),
         number(writes.log_append_us),
@@ -183,7 +183,7 @@ enum Callee {
     Router(Arc<Router>),
     /// The `mock` provider, directly.
     Mock(Arc<MockProvider>),
-    /// The circuit read the router makes before each call.
+    /// The circuit read the router makes when its cached circuits are older than `circuit_refresh_ms`.
     Circuits(SharedStore),
 }
 
@@ -286,7 +286,7 @@ struct RoutingCosts {
     route_us: f64,
     /// The mock provider called directly.
     mock_us: f64,
-    /// The circuit read the router makes per call.
+    /// The circuit read the router makes once per `circuit_refresh_ms`.
     circuit_us: f64,
 }
 
