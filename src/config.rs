@@ -12,6 +12,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    artifacts::ArtifactsConfig,
     domain::WorkerId,
     engine::{lifecycle::RetryPolicy, EngineConfig, Retention},
     error::{Error, Result},
@@ -82,6 +83,17 @@ pub struct Settings {
     /// Seconds after which finished runs are deleted; 0 keeps them [default: 2592000, 30 days].
     #[arg(long, env = "CONCLAVE_RUN_RETENTION_SECONDS")]
     pub run_retention_seconds: Option<f64>,
+    /// Directory of the artifacts' content; processes sharing a database must share it
+    /// [default: `artifacts` in the data directory].
+    #[arg(long, env = "CONCLAVE_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
+    /// Largest artifact accepted, in bytes [default: 4294967296].
+    #[arg(long, env = "CONCLAVE_MAX_ARTIFACT_BYTES")]
+    pub max_artifact_bytes: Option<u64>,
+    /// Seconds after which artifact content no version references is removed, and an
+    /// upload's temporary file untouched that long is taken for abandoned [default: 3600].
+    #[arg(long, env = "CONCLAVE_ARTIFACT_COLLECT_AFTER_SECONDS")]
+    pub artifact_collect_after_seconds: Option<f64>,
     /// Largest gRPC message accepted, in bytes [default: 16777216].
     #[arg(long, env = "CONCLAVE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -144,6 +156,8 @@ pub struct ServerConfig {
     pub shell: ShellConfig,
     /// The model providers and the router.
     pub models: ModelsConfig,
+    /// Where and how artifacts are kept.
+    pub artifacts: ArtifactsConfig,
 }
 
 impl Settings {
@@ -180,6 +194,9 @@ impl Settings {
             stream_heartbeat_seconds: self.stream_heartbeat_seconds.or(base.stream_heartbeat_seconds),
             history_retention_seconds: self.history_retention_seconds.or(base.history_retention_seconds),
             run_retention_seconds: self.run_retention_seconds.or(base.run_retention_seconds),
+            artifacts_dir: self.artifacts_dir.or(base.artifacts_dir),
+            max_artifact_bytes: self.max_artifact_bytes.or(base.max_artifact_bytes),
+            artifact_collect_after_seconds: self.artifact_collect_after_seconds.or(base.artifact_collect_after_seconds),
             max_message_bytes: self.max_message_bytes.or(base.max_message_bytes),
             log_format: self.log_format.or(base.log_format),
             enable_shell: self.enable_shell.or(base.enable_shell),
@@ -243,6 +260,15 @@ impl Settings {
             },
             ..defaults
         };
+        let mut artifacts = ArtifactsConfig::in_dir(self.artifacts_dir.unwrap_or_else(|| data_dir.join("artifacts")));
+        match self.max_artifact_bytes {
+            Some(0) => return Err(Error::invalid("max_artifact_bytes", "must be at least 1")),
+            Some(bytes) => artifacts.max_bytes = bytes,
+            None => {}
+        }
+        let collect_after = seconds("artifact_collect_after_seconds", self.artifact_collect_after_seconds, artifacts.collect_after)?;
+        artifacts.collect_after = collect_after;
+        artifacts.abandon_upload_after = collect_after;
         Ok(ServerConfig {
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             database_url,
@@ -253,6 +279,7 @@ impl Settings {
             engine,
             shell,
             models: ModelsConfig { providers: self.providers, router: self.router },
+            artifacts,
         })
     }
 }
@@ -289,6 +316,7 @@ mod tests {
         assert_eq!(config.engine.heartbeat_interval, Duration::from_secs(2));
         assert!(config.shell.enabled);
         assert_eq!(config.database_url, "sqlite://conclave-data/conclave.db");
+        assert_eq!(config.artifacts.dir, PathBuf::from("conclave-data/artifacts"));
     }
 
     #[test]

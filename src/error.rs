@@ -40,6 +40,15 @@ pub enum Error {
     #[error("stale lease on run {run_id}: epoch {epoch} is no longer current")]
     StaleLease { run_id: String, epoch: u64 },
 
+    /// A conditional write lost a race: what it was conditioned on changed (a stale etag).
+    /// Read again and retry.
+    #[error("{message}")]
+    Aborted { reason: &'static str, message: String },
+
+    /// Stored data is corrupt: content whose digest does not match the one recorded.
+    #[error("data loss: {0}")]
+    DataLoss(String),
+
     /// The server is shutting down and takes no new work on this path.
     #[error("the server is shutting down")]
     ShuttingDown,

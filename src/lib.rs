@@ -5,6 +5,7 @@
 //! `store` knows SQL.
 
 pub mod api;
+pub mod artifacts;
 pub mod bench;
 pub mod config;
 pub mod domain;

@@ -8,12 +8,14 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::{AdminApi, ModelApi, RunApi, WorkerApi},
+    api::{AdminApi, ArtifactApi, ModelApi, RunApi, WorkerApi},
+    artifacts::Artifacts,
     config::ServerConfig,
     engine::Engine,
     error::{Error, Result},
     proto::{
-        self, admin_service_server::AdminServiceServer, model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
+        self, admin_service_server::AdminServiceServer, artifact_service_server::ArtifactServiceServer,
+        model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
         worker_service_server::WorkerServiceServer,
     },
     store, workflows,
@@ -72,7 +74,8 @@ pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
     let store = store::open(&config.database_url, config.db_max_connections).await?;
     let registry = workflows::builtin_registry(config.shell.clone());
     let router = Arc::new(config.models.build(store.clone())?);
-    Ok(Engine::new(store, registry, router, config.engine.clone()))
+    let artifacts = Arc::new(Artifacts::open(store.clone(), config.artifacts.clone())?);
+    Ok(Engine::new(store, registry, router, artifacts, config.engine.clone()))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully. The
@@ -83,6 +86,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
+    health.set_serving::<ArtifactServiceServer<ArtifactApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -107,6 +111,10 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     let models = ModelServiceServer::new(ModelApi::new(engine.router().clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    // Content is chunked, so the message limit bounds a chunk, never an artifact.
+    let artifacts = ArtifactServiceServer::new(ArtifactApi::new(engine.artifacts().clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
@@ -116,6 +124,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         health.set_not_serving::<WorkerServiceServer<WorkerApi>>().await;
         health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
         health.set_not_serving::<ModelServiceServer<ModelApi>>().await;
+        health.set_not_serving::<ArtifactServiceServer<ArtifactApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -129,6 +138,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .add_service(workers)
         .add_service(admin)
         .add_service(models)
+        .add_service(artifacts)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

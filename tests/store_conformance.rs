@@ -6,7 +6,8 @@
 //! Covered: creating and reading runs (every field, idempotent request ids, workspaces), listing,
 //! updates (event numbering, every mutable column, atomicity, the journal), claims (order, due
 //! time, kinds, limit, lease epochs, attempts, concurrency keys, concurrent claimers), leases,
-//! logs, and the maintenance and statistics queries.
+//! logs, the maintenance and statistics queries, and artifact records (versions, conditions,
+//! the lease, reads, references).
 
 mod support;
 
@@ -21,6 +22,7 @@ use std::{
 
 use conclave::{
     domain::{
+        ArtifactId, ArtifactKind, ArtifactName, ArtifactQuery, ArtifactUse, Digest, NewArtifact, Producer, WriteCondition,
         Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun,
         NewWorker, Replay, ReplayMode, Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId,
         WorkerState, WorkspaceId, DEFAULT_WORKSPACE,
@@ -1508,6 +1510,83 @@ async fn retention_prunes_histories_then_deletes_old_runs(database: &TestDatabas
     assert_eq!(listed.iter().map(|run| run.id).collect::<Vec<_>>(), [queued.id]);
 }
 
+fn new_artifact(run: RunId, name: &str, content: &[u8], condition: WriteCondition) -> NewArtifact {
+    NewArtifact {
+        id: ArtifactId::new(),
+        run_id: run,
+        name: ArtifactName::parse("name", name).expect("a valid name"),
+        kind: ArtifactKind::Report,
+        media_type: "text/plain".into(),
+        size: content.len() as u64,
+        digest: Digest::of(content),
+        labels: BTreeMap::from([("stage".to_owned(), "review".to_owned())]),
+        producer: Producer { step: Some("write".into()), tool: Some("tool".into()), tool_version: Some("1".into()), schema: None },
+        condition,
+        created_at: Timestamp::now(),
+    }
+}
+
+async fn artifacts_are_versioned_conditioned_fenced_and_traced(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let (run, lease) = start(&store, "job").await;
+
+    // Versions number up; every field round-trips; the run's workspace is recorded.
+    let first = store.insert_artifact(&new_artifact(run.id, "out/a.md", b"one", WriteCondition::Absent), Some(lease.epoch)).await.expect("v1");
+    assert_eq!((first.version, first.workspace.as_str(), first.size), (1, DEFAULT_WORKSPACE, 3));
+    let read = store.get_artifacts(&[first.id]).await.expect("read");
+    assert_eq!(read, std::slice::from_ref(&first));
+    let second = store.insert_artifact(&new_artifact(run.id, "out/a.md", b"two", WriteCondition::Etag(first.id)), None).await.expect("v2");
+    assert_eq!(second.version, 2);
+
+    // Conditions are checked against the latest version, atomically with the write.
+    let stale = store.insert_artifact(&new_artifact(run.id, "out/a.md", b"x", WriteCondition::Etag(first.id)), None).await;
+    assert!(matches!(stale, Err(Error::Aborted { reason: "ETAG_MISMATCH", .. })), "{stale:?}");
+    let exists = store.insert_artifact(&new_artifact(run.id, "out/a.md", b"x", WriteCondition::Absent), None).await;
+    assert!(matches!(exists, Err(Error::Aborted { reason: "ARTIFACT_EXISTS", .. })), "{exists:?}");
+    // The lease: a former epoch, or a run that is not running, is refused.
+    let fenced = store.insert_artifact(&new_artifact(run.id, "out/b.md", b"x", WriteCondition::Always), Some(lease.epoch - 1)).await;
+    assert!(matches!(fenced, Err(Error::StaleLease { .. })), "{fenced:?}");
+    let unknown = store.insert_artifact(&new_artifact(RunId::new(), "out/b.md", b"x", WriteCondition::Always), None).await;
+    assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
+
+    let name = ArtifactName::parse("name", "out/a.md").expect("name");
+    assert_eq!(store.find_artifact(run.id, &name, None).await.expect("latest").map(|a| a.id), Some(second.id));
+    assert_eq!(store.find_artifact(run.id, &name, Some(1)).await.expect("v1").map(|a| a.id), Some(first.id));
+    let query = ArtifactQuery { workspace: Some(WorkspaceId::new(DEFAULT_WORKSPACE)), run_id: Some(run.id), limit: 10, ..ArtifactQuery::default() };
+    let latest: Vec<ArtifactId> = store.list_artifacts(&query).await.expect("list").into_iter().map(|a| a.id).collect();
+    assert_eq!(latest, [second.id]);
+    let every = store.list_artifacts(&ArtifactQuery { all_versions: true, ..query.clone() }).await.expect("list all");
+    assert_eq!(every.len(), 2);
+    let labelled = ArtifactQuery { labels: BTreeMap::from([("stage".to_owned(), "other".to_owned())]), ..query.clone() };
+    assert!(store.list_artifacts(&labelled).await.expect("by label").is_empty());
+
+    // Reads are recorded once per step, and found from either side.
+    let (reader, _) = start(&store, "job").await;
+    let used = ArtifactUse { artifact_id: second.id, run_id: reader.id, step: "read".into(), used_at: Timestamp::now() };
+    store.record_artifact_use(&used).await.expect("use");
+    store.record_artifact_use(&used).await.expect("the same use again");
+    assert_eq!(store.artifact_uses(&[second.id], &[]).await.expect("uses of"), std::slice::from_ref(&used));
+    assert_eq!(store.artifact_uses(&[], &[reader.id]).await.expect("uses by"), [used]);
+
+    // Digests stay referenced until their last version goes.
+    let digests = [Digest::of(b"one"), Digest::of(b"two"), Digest::of(b"never")];
+    let mut referenced = store.referenced_digests(&digests).await.expect("referenced");
+    referenced.sort();
+    let mut expected = vec![Digest::of(b"one"), Digest::of(b"two")];
+    expected.sort();
+    assert_eq!(referenced, expected);
+    assert_eq!(store.delete_artifacts(&[first.id]).await.expect("delete"), 1);
+    assert_eq!(store.delete_artifacts(&[first.id]).await.expect("delete again"), 0);
+    assert_eq!(store.referenced_digests(&digests).await.expect("referenced"), [Digest::of(b"two")]);
+    assert!(store.artifact_uses(&[first.id], &[]).await.expect("uses").is_empty());
+
+    // A deleted run takes its artifacts along.
+    update(&store, run.id, |current| lifecycle::succeed(current, &lease, json!({}), Timestamp::now())).await;
+    assert_eq!(store.delete_finished_runs(secs(Timestamp::now(), 60), 10).await.expect("delete runs"), 1);
+    assert!(store.get_artifacts(&[second.id]).await.expect("read").is_empty());
+    assert!(store.referenced_digests(&digests).await.expect("referenced").is_empty());
+}
+
 async fn one_process_leads_and_another_takes_over(database: &TestDatabase) {
     let first = open_store(database).await;
     let second = open_store(database).await;
@@ -1550,6 +1629,7 @@ on_both_stores!(
     expired_leases_lists_lapsed_leases_in_expiry_order,
     overdue_runs_lists_unfinished_runs_past_their_deadline,
     queue_counts_summarise_one_workspace,
+    artifacts_are_versioned_conditioned_fenced_and_traced,
 );
 
 /// A claim reads the queue index in order and stops at its window, however many runs are

@@ -36,6 +36,11 @@ impl AdminService for AdminApi {
         let history = request.history_older_than.map(|age| convert::from_duration(age, "history_older_than")).transpose()?;
         let runs = request.runs_older_than.map(|age| convert::from_duration(age, "runs_older_than")).transpose()?;
         let pruned = self.engine.prune_history(history, runs).await?;
-        Ok(Response::new(proto::PruneHistoryResponse { histories_pruned: pruned.histories, runs_deleted: pruned.runs }))
+        Ok(Response::new(proto::PruneHistoryResponse {
+            histories_pruned: pruned.histories,
+            runs_deleted: pruned.runs,
+            blobs_removed: pruned.blobs,
+            abandoned_uploads_removed: pruned.abandoned_uploads,
+        }))
     }
 }

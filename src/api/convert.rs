@@ -7,9 +7,10 @@ use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
 use crate::{
+    artifacts::{ArtifactRef, Lineage, ListArtifactsRequest, UploadHeader},
     domain::{
-        Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Replay, ReplayMode, Run,
-        RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
+        Artifact, ArtifactKind, ArtifactRecord, Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Replay, ReplayMode, Run,
+        Producer, RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
     models::{
@@ -657,6 +658,169 @@ pub fn router_stats(stats: RouterStats) -> proto::RouterStats {
                 p99_latency: Some(duration(figures.p99)),
             })
             .collect(),
+    }
+}
+
+
+/// An artifact kind.
+pub fn artifact_kind(kind: ArtifactKind) -> proto::ArtifactKind {
+    match kind {
+        ArtifactKind::File => proto::ArtifactKind::File,
+        ArtifactKind::Document => proto::ArtifactKind::Document,
+        ArtifactKind::Patch => proto::ArtifactKind::Patch,
+        ArtifactKind::Report => proto::ArtifactKind::Report,
+        ArtifactKind::ToolOutput => proto::ArtifactKind::ToolOutput,
+        ArtifactKind::ModelOutput => proto::ArtifactKind::ModelOutput,
+        ArtifactKind::Url => proto::ArtifactKind::Url,
+    }
+}
+
+/// An artifact kind given in a request; unspecified is `None`.
+pub fn from_artifact_kind(value: i32, field: &str) -> Result<Option<ArtifactKind>> {
+    match proto::ArtifactKind::try_from(value) {
+        Ok(proto::ArtifactKind::Unspecified) => Ok(None),
+        Ok(proto::ArtifactKind::File) => Ok(Some(ArtifactKind::File)),
+        Ok(proto::ArtifactKind::Document) => Ok(Some(ArtifactKind::Document)),
+        Ok(proto::ArtifactKind::Patch) => Ok(Some(ArtifactKind::Patch)),
+        Ok(proto::ArtifactKind::Report) => Ok(Some(ArtifactKind::Report)),
+        Ok(proto::ArtifactKind::ToolOutput) => Ok(Some(ArtifactKind::ToolOutput)),
+        Ok(proto::ArtifactKind::ModelOutput) => Ok(Some(ArtifactKind::ModelOutput)),
+        Ok(proto::ArtifactKind::Url) => Ok(Some(ArtifactKind::Url)),
+        Err(_) => Err(Error::invalid(field, format!("{value} is not an ArtifactKind"))),
+    }
+}
+
+/// One version of an artifact.
+pub fn artifact(artifact: &Artifact) -> proto::Artifact {
+    proto::Artifact {
+        id: artifact.id.to_string(),
+        workspace: artifact.workspace.to_string(),
+        run_id: artifact.run_id.to_string(),
+        name: artifact.name.to_string(),
+        version: artifact.version,
+        etag: artifact.etag(),
+        kind: artifact_kind(artifact.kind).into(),
+        media_type: artifact.media_type.clone(),
+        size: artifact.size,
+        sha256: artifact.digest.to_string(),
+        labels: artifact.labels.clone().into_iter().collect(),
+        producer: Some(proto::ArtifactProducer {
+            step: artifact.producer.step.clone().unwrap_or_default(),
+            tool: artifact.producer.tool.clone().unwrap_or_default(),
+            tool_version: artifact.producer.tool_version.clone().unwrap_or_default(),
+            schema: artifact.producer.schema.clone().unwrap_or_default(),
+        }),
+        created_at: Some(timestamp(artifact.created_at)),
+    }
+}
+
+/// An upload's header, as received (the artifact service validates it).
+pub fn upload_header(header: proto::UploadHeader) -> Result<UploadHeader> {
+    let producer = header.producer.unwrap_or_default();
+    let optional = |text: String| (!text.is_empty()).then_some(text);
+    Ok(UploadHeader {
+        kind: from_artifact_kind(header.kind, "header.kind")?.unwrap_or_default(),
+        run_id: header.run_id,
+        name: header.name,
+        media_type: header.media_type,
+        labels: header.labels.into_iter().collect(),
+        producer: Producer {
+            step: optional(producer.step),
+            tool: optional(producer.tool),
+            tool_version: optional(producer.tool_version),
+            schema: optional(producer.schema),
+        },
+        expected_etag: header.expected_etag,
+        if_absent: header.if_absent,
+        size: header.size,
+        sha256: header.sha256,
+        lease_epoch: header.lease_epoch,
+    })
+}
+
+/// A reference to a version, as received; a missing one names nothing.
+pub fn artifact_ref(reference: Option<proto::ArtifactRef>) -> ArtifactRef {
+    let reference = reference.unwrap_or_default();
+    ArtifactRef { id: reference.id, run_id: reference.run_id, name: reference.name, version: reference.version }
+}
+
+/// A listing request, as received.
+pub fn list_artifacts_request(request: proto::ListArtifactsRequest) -> Result<ListArtifactsRequest> {
+    Ok(ListArtifactsRequest {
+        kind: from_artifact_kind(request.kind, "kind")?,
+        workspace: request.workspace,
+        run_id: request.run_id,
+        name_prefix: request.name_prefix,
+        labels: request.labels.into_iter().collect(),
+        all_versions: request.all_versions,
+        page_size: request.page_size,
+        page_token: request.page_token,
+    })
+}
+
+/// An artifact's lineage.
+pub fn lineage(lineage: &Lineage) -> proto::ArtifactLineage {
+    proto::ArtifactLineage {
+        artifact: Some(artifact(&lineage.artifact)),
+        upstream: lineage.upstream.iter().map(artifact).collect(),
+        downstream: lineage.downstream.iter().map(artifact).collect(),
+        uses: lineage
+            .uses
+            .iter()
+            .map(|used| proto::ArtifactUse {
+                artifact_id: used.artifact_id.to_string(),
+                run_id: used.run_id.to_string(),
+                step: used.step.clone(),
+                used_at: Some(timestamp(used.used_at)),
+            })
+            .collect(),
+        truncated: lineage.truncated,
+    }
+}
+
+/// An upload header to send (a remote worker's `ctx.put_artifact`).
+pub fn upload_header_message(header: &UploadHeader) -> proto::UploadHeader {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    proto::UploadHeader {
+        run_id: header.run_id.clone(),
+        name: header.name.clone(),
+        kind: artifact_kind(header.kind).into(),
+        media_type: header.media_type.clone(),
+        labels: header.labels.clone().into_iter().collect(),
+        producer: Some(proto::ArtifactProducer {
+            step: text(&header.producer.step),
+            tool: text(&header.producer.tool),
+            tool_version: text(&header.producer.tool_version),
+            schema: text(&header.producer.schema),
+        }),
+        expected_etag: header.expected_etag.clone(),
+        if_absent: header.if_absent,
+        size: header.size,
+        sha256: header.sha256.clone(),
+        lease_epoch: header.lease_epoch,
+    }
+}
+
+/// A reference to send.
+pub fn artifact_ref_message(reference: &ArtifactRef) -> proto::ArtifactRef {
+    proto::ArtifactRef {
+        id: reference.id.clone(),
+        run_id: reference.run_id.clone(),
+        name: reference.name.clone(),
+        version: reference.version,
+    }
+}
+
+/// What a journaled step records of an artifact a server answered with.
+pub fn artifact_record(artifact: &proto::Artifact) -> ArtifactRecord {
+    ArtifactRecord {
+        id: artifact.id.clone(),
+        run_id: artifact.run_id.clone(),
+        name: artifact.name.clone(),
+        version: artifact.version,
+        sha256: artifact.sha256.clone(),
+        size: artifact.size,
+        media_type: artifact.media_type.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `convert.rs` holds the conversions between protobuf and domain types.
 
 mod admin;
+mod artifacts;
 pub(crate) mod convert;
 mod models;
 mod runs;
@@ -14,6 +15,7 @@ use std::pin::Pin;
 use futures::Stream;
 
 pub use admin::AdminApi;
+pub use artifacts::ArtifactApi;
 pub use models::ModelApi;
 pub use runs::RunApi;
 pub use workers::WorkerApi;

@@ -29,6 +29,8 @@ impl From<Error> for Status {
                 "STALE_LEASE",
                 HashMap::from([("run_id".to_owned(), run_id.clone()), ("epoch".to_owned(), epoch.to_string())]),
             ),
+            Error::Aborted { reason, .. } => (Code::Aborted, reason, HashMap::new()),
+            Error::DataLoss(_) => (Code::DataLoss, "DATA_LOSS", HashMap::new()),
             Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN", HashMap::new()),
             Error::Unavailable(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", HashMap::new()),
             Error::Internal(_) => (Code::Internal, "INTERNAL", HashMap::new()),
@@ -43,7 +45,7 @@ impl From<Error> for Status {
                 (model_failure_code(*class), model_failure_reason(*class), metadata)
             }
         };
-        if code == Code::Internal {
+        if matches!(code, Code::Internal | Code::DataLoss) {
             tracing::error!(error = %message, "internal error");
         }
         let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);

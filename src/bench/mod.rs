@@ -50,6 +50,7 @@ use tonic::transport::{Channel, Endpoint};
 mod models;
 
 use crate::{
+    artifacts::{Artifacts, ArtifactsConfig},
     domain::{Timestamp, WorkerId},
     engine::{Engine, EngineConfig},
     error::{Error, Result},
@@ -1513,7 +1514,8 @@ fn serve_on_own_runtime(
 async fn open_server(url: &str, config: EngineConfig, db_connections: u32) -> Result<(Engine, TcpListener, SocketAddr)> {
     let store = store::open(url, db_connections).await?;
     let router = Arc::new(crate::models::ModelsConfig::default().build(store.clone())?);
-    let engine = Engine::new(store, workflows::builtin_registry(Default::default()), router, config);
+    let artifacts = Arc::new(Artifacts::open(store.clone(), ArtifactsConfig::default())?);
+    let engine = Engine::new(store, workflows::builtin_registry(Default::default()), router, artifacts, config);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|err| Error::Internal(format!("cannot listen on 127.0.0.1: {err}")))?;

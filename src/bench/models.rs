@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{number, progress, task_failed, BenchArgs, CpuSample, Report, Setup, Summary, Target, SERVER_THREAD};
 use crate::{
+    artifacts::{Artifacts, ArtifactsConfig},
     domain::{
         JournalEntry, Lease, LogStream, NewLogLine, NewRun, Run, RunId, RunState, Timestamp, WorkerId, WorkspaceId, DEFAULT_WORKSPACE,
     },
@@ -490,7 +491,8 @@ async fn journaled_calls(
         worker_slots: plan.workers,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(store, registry, router.clone(), config);
+    let artifacts = Arc::new(Artifacts::open(store.clone(), ArtifactsConfig::default())?);
+    let engine = Engine::new(store, registry, router.clone(), artifacts, config);
     engine.start();
     let result = measure_runs(plan, &engine, &router, mock_cost_us, report).await;
     engine.shutdown().await;

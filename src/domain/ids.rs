@@ -6,46 +6,61 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
-/// The identifier of a run: a UUIDv7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(Uuid);
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $noun:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
 
-impl RunId {
-    /// A new, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
 
-    /// Parses an id given in a request; `field` names the request field for the error.
-    pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
-        if text.is_empty() {
-            return Err(Error::invalid(field, "is required: give the id of a run"));
+            /// Parses an id given in a request; `field` names the request field for the error.
+            pub fn parse(field: &str, text: &str) -> Result<Self, Error> {
+                if text.is_empty() {
+                    return Err(Error::invalid(field, concat!("is required: give the id of ", $noun)));
+                }
+                Uuid::parse_str(text).map(Self).map_err(|_| {
+                    Error::invalid(field, format!(concat!("`{}` is not the id of ", $noun, " (a UUID such as 0193a1b2-...)"), text))
+                })
+            }
         }
-        Uuid::parse_str(text)
-            .map(Self)
-            .map_err(|_| Error::invalid(field, format!("`{text}` is not a run id (a UUID such as 0193a1b2-...)")))
-    }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(text: &str) -> Result<Self, Error> {
+                Self::parse("id", text)
+            }
+        }
+    };
 }
 
-impl Default for RunId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl FromStr for RunId {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self, Error> {
-        Self::parse("id", text)
-    }
-}
+uuid_id!(
+    /// The identifier of a run: a UUIDv7, so ids sort by creation time.
+    RunId,
+    "a run"
+);
+uuid_id!(
+    /// The identifier of one version of an artifact: a UUIDv7, so ids sort by creation time.
+    ArtifactId,
+    "an artifact"
+);
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -1,28 +1,29 @@
-//! The domain's vocabulary: runs, their states, events, log lines, decisions and workers, as plain Rust
-//! types shared by the engine, the workflows, the store and the API adapters.
+//! The domain's vocabulary: runs, their states, events, log lines, decisions, workers and
+//! artifacts, as plain Rust types shared by the engine, the workflows, the store and the API
+//! adapters.
 
+mod artifact;
 mod event;
 mod ids;
+mod labels;
 mod log;
+mod page;
 mod run;
 mod time;
 mod worker;
 
+pub use artifact::{
+    Artifact, ArtifactKind, ArtifactRecord, ArtifactName, ArtifactQuery, ArtifactUse, Digest, NewArtifact, Producer, WriteCondition,
+    MAX_MEDIA_TYPE_BYTES, MAX_NAME_BYTES, MAX_PRODUCER_FIELD_BYTES,
+};
 pub use event::{EventKind, RunEvent};
-pub use ids::{RunId, WorkerId, WorkspaceId};
+pub use ids::{ArtifactId, RunId, WorkerId, WorkspaceId};
+pub use labels::{validate_labels, MAX_LABELS};
 pub use log::{LogLine, LogStream, NewLogLine};
+pub use page::{page_limit, Page, PageToken, MAX_PAGE_SIZE};
 pub use run::{
     Decision, DecisionOutcome, ErrorCode, JournalEntry, Lease, NewRun, Replay, ReplayMode, Run, RunError, RunQuery, RunState,
     Waiting, DEFAULT_WORKSPACE,
 };
 pub use time::Timestamp;
 pub use worker::{NewWorker, Worker, WorkerState};
-
-/// One page of a listing, with the token of the next page.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// The items of this page.
-    pub items: Vec<T>,
-    /// The token of the next page; `None` on the last page.
-    pub next_page_token: Option<String>,
-}

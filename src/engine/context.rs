@@ -14,7 +14,8 @@ use super::{
     host::{AttemptHost, AttemptSettings},
 };
 use crate::{
-    domain::{Decision, ErrorCode, Lease, LogStream, NewLogLine, Replay, ReplayMode, Run, RunError, RunId, Timestamp},
+    artifacts::{ArtifactRef, UploadHeader},
+    domain::{ArtifactRecord, Decision, ErrorCode, Lease, LogStream, NewLogLine, Replay, ReplayMode, Run, RunError, RunId, Timestamp},
     error::Error,
     models::{determinism, ModelCall, ModelRequest},
     store::JournalEntry,
@@ -79,6 +80,18 @@ impl From<Error> for WorkflowError {
             Error::StaleLease { .. } => Self::LeaseLost,
             other => Self::Store(other),
         }
+    }
+}
+
+/// A workflow's artifact operation that failed: a refusal (bad name, missing artifact, stale
+/// etag, lost content) fails the run; storage trouble may pass with another attempt.
+fn artifact_failure(err: Error) -> WorkflowError {
+    match err {
+        Error::InvalidArgument(_) | Error::NotFound { .. } | Error::FailedPrecondition { .. } | Error::DataLoss(_) => {
+            WorkflowError::fatal(format!("artifact: {err}"))
+        }
+        Error::Aborted { .. } => WorkflowError::retryable(format!("artifact: {err}")),
+        other => WorkflowError::from(other),
     }
 }
 
@@ -219,6 +232,39 @@ impl RunContext {
             }
         })
         .await
+    }
+
+    /// Stores an artifact in this run as a journaled step under `key`: a new version of
+    /// `header.name`, produced by this step (the header's run, lease and producer step are set
+    /// here). A resumed or replayed run gets the recorded version without writing again.
+    pub async fn put_artifact(&self, key: &str, mut header: UploadHeader, content: &[u8]) -> Result<ArtifactRecord, WorkflowError> {
+        header.run_id = self.run.id.to_string();
+        header.lease_epoch = Some(self.lease.epoch);
+        header.producer.step = Some(key.to_owned());
+        self.step(key, || async move { self.host.put_artifact(&self.lease, header, content).await.map_err(artifact_failure) }).await
+    }
+
+    /// Reads an artifact (of this run or any other) as a journaled step under `key`, and
+    /// records the read for lineage. The step records which version was read, so a resumed or
+    /// replayed run reads exactly the same content, even if the name has newer versions since.
+    pub async fn get_artifact(&self, key: &str, reference: ArtifactRef) -> Result<(ArtifactRecord, Vec<u8>), WorkflowError> {
+        let mut live = None;
+        let read = &mut live;
+        let reference = &reference;
+        let record = self
+            .step(key, || async move {
+                let (record, content) = self.host.get_artifact(&self.lease, reference, key).await.map_err(artifact_failure)?;
+                *read = Some(content);
+                Ok(record)
+            })
+            .await?;
+        match live {
+            Some(content) => Ok((record, content)),
+            None => {
+                let content = self.host.read_artifact(&record).await.map_err(artifact_failure)?;
+                Ok((record, content))
+            }
+        }
     }
 
     /// Writes streamed text to the log a line at a time.

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::{lifecycle, Core, EngineConfig};
 use crate::{
-    domain::{Lease, NewLogLine, RunError, Timestamp},
+    artifacts::{ArtifactRef, UploadHeader},
+    domain::{ArtifactRecord, Digest, Lease, NewLogLine, RunError, Timestamp},
     error::Result,
     models::{ModelRequest, RouteFailure, Routed, TokenSink},
     store::{JournalEntry, LeaseStatus},
@@ -85,6 +86,16 @@ pub trait AttemptHost: Send + Sync + 'static {
     /// Calls a model through the router (the server's: a remote worker asks its server), for
     /// the run under `lease`. With `tokens`, the answer is streamed there as it is generated.
     async fn generate(&self, lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure>;
+
+    /// Stores an artifact in the run under `lease` (the header's run and lease are set by the
+    /// caller); refused once the lease is no longer current.
+    async fn put_artifact(&self, lease: &Lease, header: UploadHeader, content: &[u8]) -> Result<ArtifactRecord>;
+
+    /// Reads a version for the run's step `step`, recording the read for lineage.
+    async fn get_artifact(&self, lease: &Lease, reference: &ArtifactRef, step: &str) -> Result<(ArtifactRecord, Vec<u8>)>;
+
+    /// Reads the content a journaled step read or wrote before.
+    async fn read_artifact(&self, record: &ArtifactRecord) -> Result<Vec<u8>>;
 }
 
 #[async_trait]
@@ -128,5 +139,22 @@ impl AttemptHost for Core {
 
     async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {
         self.router.route(request, None, tokens).await
+    }
+
+    async fn put_artifact(&self, _lease: &Lease, header: UploadHeader, content: &[u8]) -> Result<ArtifactRecord> {
+        let artifact = self.artifacts.put(header, content).await?;
+        Ok(ArtifactRecord::from(&artifact))
+    }
+
+    async fn get_artifact(&self, lease: &Lease, reference: &ArtifactRef, step: &str) -> Result<(ArtifactRecord, Vec<u8>)> {
+        let artifact = self.artifacts.get(reference).await?;
+        let content = self.artifacts.read(&artifact).await?;
+        self.artifacts.record_use(artifact.id, lease.run_id, step).await?;
+        Ok((ArtifactRecord::from(&artifact), content))
+    }
+
+    async fn read_artifact(&self, record: &ArtifactRecord) -> Result<Vec<u8>> {
+        let digest = Digest::parse("sha256", &record.sha256)?;
+        self.artifacts.read_digest(&digest, &record.name).await
     }
 }

@@ -54,7 +54,13 @@ pub(super) async fn maintain(core: Arc<Core>) {
             last_retention = Some(tokio::time::Instant::now());
             let retention = core.config.retention;
             match prune(&core, retention.history, retention.runs).await {
-                Ok(pruned) if pruned != Pruned::default() => tracing::info!(histories = pruned.histories, runs = pruned.runs, "retention pruned finished runs"),
+                Ok(pruned) if pruned != Pruned::default() => tracing::info!(
+                    histories = pruned.histories,
+                    runs = pruned.runs,
+                    blobs = pruned.blobs,
+                    abandoned_uploads = pruned.abandoned_uploads,
+                    "retention pruned finished runs and unreferenced artifact content"
+                ),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "retention failed; will retry"),
             }
@@ -123,7 +129,8 @@ async fn revoke_leases(core: &Core, worker: &WorkerId, reason: &str) -> Result<V
     Ok(rescued)
 }
 
-/// Applies retention: histories older than `history`, runs older than `runs` (`None`: keep).
+/// Applies retention: histories older than `history`, runs older than `runs` (`None`: keep),
+/// then artifact content nothing references.
 async fn prune(core: &Core, history: Option<Duration>, runs: Option<Duration>) -> Result<Pruned> {
     const BATCH: u32 = 1000;
     let now = Timestamp::now();
@@ -132,7 +139,7 @@ async fn prune(core: &Core, history: Option<Duration>, runs: Option<Duration>) -
     if let Some(age) = history {
         loop {
             let count = core.store.prune_histories(before(age), BATCH, now).await?;
-            pruned.add(Pruned { histories: count, runs: 0 });
+            pruned.add(Pruned { histories: count, ..Pruned::default() });
             if count < u64::from(BATCH) || core.shutdown.is_cancelled() {
                 break;
             }
@@ -141,12 +148,15 @@ async fn prune(core: &Core, history: Option<Duration>, runs: Option<Duration>) -
     if let Some(age) = runs {
         loop {
             let count = core.store.delete_finished_runs(before(age), BATCH).await?;
-            pruned.add(Pruned { histories: 0, runs: count });
+            pruned.add(Pruned { runs: count, ..Pruned::default() });
             if count < u64::from(BATCH) || core.shutdown.is_cancelled() {
                 break;
             }
         }
     }
+    // Deleted runs and artifacts leave blobs behind; they go once no version references them.
+    let collected = core.artifacts.collect().await?;
+    pruned.add(Pruned { blobs: collected.blobs, abandoned_uploads: collected.abandoned_uploads, ..Pruned::default() });
     Ok(pruned)
 }
 

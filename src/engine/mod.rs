@@ -42,6 +42,7 @@ pub use workers::{AssignmentMessage, HeartbeatReply, HeldStatus, LogAppender, Re
 
 use self::{commit::Committer, hub::Hub, lifecycle::RetryPolicy};
 use crate::{
+    artifacts::Artifacts,
     domain::{Lease, LogLine, Run, RunEvent, RunId, RunState, Timestamp, WorkerId, WorkspaceId},
     error::Result,
     models::Router,
@@ -180,19 +181,6 @@ impl Fanout {
 /// Messages a server stream buffers before its producer waits for the client.
 const STREAM_BUFFER: usize = 64;
 
-/// The largest page a listing returns.
-const MAX_PAGE_SIZE: u32 = 1000;
-
-/// The rows a listing returns for a requested `page_size`: `default` for 0, at most
-/// [`MAX_PAGE_SIZE`], and a negative size refused.
-fn page_limit(page_size: i32, default: u32) -> Result<u32> {
-    match page_size {
-        size if size < 0 => Err(crate::error::Error::invalid("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}, not {size}"))),
-        0 => Ok(default),
-        size => Ok(u32::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
-    }
-}
-
 /// The engine's shared state.
 #[derive(Debug)]
 struct Core {
@@ -200,6 +188,8 @@ struct Core {
     registry: Registry,
     /// Every model call of the runs this process executes, and of `ModelService`.
     router: Arc<Router>,
+    /// The artifacts of every run, and of `ArtifactService`.
+    artifacts: Arc<Artifacts>,
     config: EngineConfig,
     fanout: Arc<Fanout>,
     committer: Committer,
@@ -268,7 +258,7 @@ impl Engine {
     /// An engine over a store, running the kinds of a registry. Call [`Engine::start`] to begin
     /// executing runs. Must be called inside a Tokio runtime: it starts the group-commit writers
     /// (and, on Postgres, the announcements to and from the other processes).
-    pub fn new(store: SharedStore, registry: Registry, router: Arc<Router>, config: EngineConfig) -> Self {
+    pub fn new(store: SharedStore, registry: Registry, router: Arc<Router>, artifacts: Arc<Artifacts>, config: EngineConfig) -> Self {
         let inbox = store.listen();
         let fanout = Arc::new(Fanout {
             events: Arc::new(Hub::new(config.hub_capacity)),
@@ -286,6 +276,7 @@ impl Engine {
             store,
             registry,
             router,
+            artifacts,
             config,
             fanout,
             committer,
@@ -332,6 +323,11 @@ impl Engine {
     /// The model router.
     pub fn router(&self) -> &Arc<Router> {
         &self.core.router
+    }
+
+    /// The artifacts.
+    pub fn artifacts(&self) -> &Arc<Artifacts> {
+        &self.core.artifacts
     }
 
     /// Runs being executed by this process right now.

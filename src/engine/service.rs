@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -14,7 +13,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Decision, LogLine, NewRun, Page, Replay, ReplayMode, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, WorkspaceId,
+        page_limit, validate_labels, Decision, LogLine, NewRun, Page, PageToken, Replay, ReplayMode, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, WorkspaceId,
         DEFAULT_WORKSPACE,
     },
     error::{Error, FieldViolation, Result},
@@ -67,7 +66,6 @@ pub struct QueueStats {
 const MAX_PRIORITY: i32 = 1000;
 const MAX_ATTEMPTS: u32 = 100;
 const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
-const MAX_LABELS: usize = 64;
 const MAX_REQUEST_ID: usize = 128;
 const MAX_KEY_LENGTH: usize = 255;
 const MAX_INPUT_BYTES: usize = 1 << 20;
@@ -112,7 +110,7 @@ impl Engine {
 
     /// Lists runs, newest first.
     pub async fn list_runs(&self, request: ListRunsRequest) -> Result<Page<Run>> {
-        let limit = super::page_limit(request.page_size, DEFAULT_PAGE_SIZE)?;
+        let limit = page_limit(request.page_size, DEFAULT_PAGE_SIZE)?;
         let workspace = workspace_or_default(&request.workspace);
         let mut query = RunQuery {
             workspace: Some(workspace.clone()),
@@ -122,19 +120,13 @@ impl Engine {
             limit: limit + 1,
             before: None,
         };
-        let fingerprint = query_fingerprint(&query);
+        let tokens = PageToken::for_filters(&format!("{:?}|{:?}|{:?}|{:?}", query.workspace, query.state, query.kind, query.labels));
         if !request.page_token.is_empty() {
-            query.before = Some(PageToken::decode(&request.page_token, fingerprint)?);
+            query.before = Some(RunId::parse("page_token", &tokens.decode(&request.page_token)?)?);
         }
         self.require_workspace(&workspace).await?;
-        let mut runs = self.core.store.list_runs(&query).await?;
-        let next_page_token = if runs.len() > limit as usize {
-            runs.truncate(limit as usize);
-            runs.last().map(|run| PageToken::encode(run.id, fingerprint))
-        } else {
-            None
-        };
-        Ok(Page { items: runs, next_page_token })
+        let runs = self.core.store.list_runs(&query).await?;
+        Ok(tokens.page(runs, limit, |run| run.id.to_string()))
     }
 
     /// Cancels a run: at once if queued or waiting; a running run is asked to stop at its next
@@ -433,66 +425,10 @@ fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, viol
     }
 }
 
-/// Label keys are 1–63 characters of `[a-z0-9_.-]`; values are at most 255 bytes.
-pub fn validate_labels(labels: &BTreeMap<String, String>, field: &str, violations: &mut Vec<FieldViolation>) {
-    if labels.len() > MAX_LABELS {
-        violation(violations, field, format!("has {} labels; at most {MAX_LABELS} are allowed", labels.len()));
-    }
-    for (key, value) in labels {
-        let key_ok = (1..=63).contains(&key.len())
-            && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
-        if !key_ok {
-            violation(violations, format!("{field}[{key}]"), "label keys are 1-63 characters of a-z, 0-9, `_`, `.` and `-`");
-        }
-        if value.len() > MAX_KEY_LENGTH || value.chars().any(char::is_control) {
-            violation(violations, format!("{field}[{key}]"), format!("label values are at most {MAX_KEY_LENGTH} bytes without control characters"));
-        }
-    }
-}
-
-/// A stable fingerprint of a listing's filters, so a page token is only accepted by the query
-/// that produced it (FNV-1a: stable across builds and versions).
-fn query_fingerprint(query: &RunQuery) -> u64 {
-    let text = format!("{:?}|{:?}|{:?}|{:?}", query.workspace, query.state, query.kind, query.labels);
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The opaque page token: the last id of the page and the query's fingerprint.
-struct PageToken;
-
-impl PageToken {
-    fn encode(last: RunId, fingerprint: u64) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1:{last}:{fingerprint:016x}"))
-    }
-
-    fn decode(token: &str, fingerprint: u64) -> Result<RunId> {
-        let invalid = || Error::invalid("page_token", "is not a token this server issued; pass the next_page_token of the previous page unchanged");
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let mut parts = text.split(':');
-        let (Some("v1"), Some(id), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(invalid());
-        };
-        let id = RunId::parse("page_token", id).map_err(|_| invalid())?;
-        if u64::from_str_radix(hash, 16).ok() != Some(fingerprint) {
-            return Err(Error::invalid("page_token", "was issued for a listing with other filters; repeat the same filters or start without a token"));
-        }
-        Ok(id)
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_bind_to_their_query() {
-        let id = RunId::new();
-        let token = PageToken::encode(id, 42);
-        assert_eq!(PageToken::decode(&token, 42).unwrap(), id);
-        assert!(matches!(PageToken::decode(&token, 43), Err(Error::InvalidArgument(_))));
-        assert!(matches!(PageToken::decode("garbage!", 42), Err(Error::InvalidArgument(_))));
-    }
 
     #[test]
     fn create_validation_reports_every_bad_field() {

@@ -5,7 +5,6 @@
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc, time::Duration};
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,11 +12,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     host::{AttemptHost, Ending},
     hub::Signal,
-    service::validate_labels,
     Core, Engine,
 };
 use crate::{
-    domain::{Lease, NewLogLine, NewWorker, Page, Run, RunId, RunState, Timestamp, Worker, WorkerId},
+    domain::{page_limit, validate_labels, Lease, NewLogLine, NewWorker, Page, PageToken, Run, RunId, RunState, Timestamp, Worker, WorkerId},
     error::{Error, FieldViolation, Result},
     store::{JournalEntry, LeaseStatus},
 };
@@ -147,16 +145,11 @@ impl Engine {
 
     /// Lists workers by id, one page at a time.
     pub async fn list_workers(&self, page_size: i32, page_token: &str) -> Result<Page<Worker>> {
-        let limit = super::page_limit(page_size, DEFAULT_PAGE_SIZE)?;
-        let after = if page_token.is_empty() { None } else { Some(decode_page_token(page_token)?) };
-        let mut items = self.core.store.list_workers(after.as_ref(), limit + 1).await?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|worker| URL_SAFE_NO_PAD.encode(format!("w1:{}", worker.id())))
-        } else {
-            None
-        };
-        Ok(Page { items, next_page_token })
+        let limit = page_limit(page_size, DEFAULT_PAGE_SIZE)?;
+        let tokens = PageToken::for_filters("workers");
+        let after = if page_token.is_empty() { None } else { Some(WorkerId::new(tokens.decode(page_token)?)) };
+        let items = self.core.store.list_workers(after.as_ref(), limit + 1).await?;
+        Ok(tokens.page(items, limit, |worker| worker.id().to_string()))
     }
 
     /// Asks a worker to drain (or takes the request back).
@@ -416,14 +409,6 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(field, format!("must be 1 to {max} characters without control characters")));
     }
     Ok(())
-}
-
-fn decode_page_token(token: &str) -> Result<WorkerId> {
-    let invalid = || Error::invalid("page_token", "is not a token this server issued; pass the next_page_token of the previous page unchanged");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let id = text.strip_prefix("w1:").ok_or_else(invalid)?;
-    Ok(WorkerId::new(id))
 }
 
 fn validate_registration(request: RegisterWorkerRequest) -> Result<NewWorker> {

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 
 use crate::{
     domain::{
-        EventKind, Lease, LogLine, NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery,
-        RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, EventKind, Lease, LogLine, NewArtifact,
+        NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
     models::Circuit,
@@ -129,6 +129,10 @@ pub struct Pruned {
     pub histories: u64,
     /// Finished runs removed entirely.
     pub runs: u64,
+    /// Artifact blobs no version referenced any more.
+    pub blobs: u64,
+    /// Temporary files of artifact uploads that died with their process.
+    pub abandoned_uploads: u64,
 }
 
 impl Pruned {
@@ -136,6 +140,8 @@ impl Pruned {
     pub fn add(&mut self, other: Pruned) {
         self.histories += other.histories;
         self.runs += other.runs;
+        self.blobs += other.blobs;
+        self.abandoned_uploads += other.abandoned_uploads;
     }
 }
 
@@ -260,6 +266,38 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Changes one provider's circuit atomically, even with several processes failing calls
     /// to it at once, and returns the circuit as stored.
     async fn update_circuit(&self, provider: &str, change: CircuitFn<'_>, now: Timestamp) -> Result<Circuit>;
+
+    /// Records a new version of an artifact whose blob is already stored, numbered one above
+    /// the name's latest version. In the same transaction it checks that the run exists
+    /// (`NotFound`), that `lease_epoch`, when given, is the lease of the running run
+    /// (`StaleLease`), and the write's condition (`Aborted` with reason `ETAG_MISMATCH` or
+    /// `ARTIFACT_EXISTS`). Writes into one run are serialised, so concurrent writes of one name
+    /// each get their own version.
+    async fn insert_artifact(&self, artifact: &NewArtifact, lease_epoch: Option<u64>) -> Result<Artifact>;
+
+    /// Reads versions by id (those that exist), by id.
+    async fn get_artifacts(&self, ids: &[ArtifactId]) -> Result<Vec<Artifact>>;
+
+    /// Reads one version of a name: `version`, or the latest.
+    async fn find_artifact(&self, run: RunId, name: &ArtifactName, version: Option<u32>) -> Result<Option<Artifact>>;
+
+    /// Lists artifacts matching the query, by id ascending, at most `query.limit`.
+    async fn list_artifacts(&self, query: &ArtifactQuery) -> Result<Vec<Artifact>>;
+
+    /// Every version written into these runs, by id.
+    async fn artifacts_of_runs(&self, runs: &[RunId]) -> Result<Vec<Artifact>>;
+
+    /// Deletes versions with their labels and reads; returns how many existed.
+    async fn delete_artifacts(&self, ids: &[ArtifactId]) -> Result<u64>;
+
+    /// Records that a step read a version (once per step; a repeat is ignored).
+    async fn record_artifact_use(&self, used: &ArtifactUse) -> Result<()>;
+
+    /// The reads of the versions `of`, and the reads made by the runs `by`, in time order.
+    async fn artifact_uses(&self, of: &[ArtifactId], by: &[RunId]) -> Result<Vec<ArtifactUse>>;
+
+    /// Which of these blob digests some version still references.
+    async fn referenced_digests(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
     /// Tries to become (or checks that this process still is) the one leader among the
     /// processes sharing the database, which runs maintenance. Where one process owns the

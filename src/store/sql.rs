@@ -1024,6 +1024,7 @@ pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
 }
 
 /// The channel processes sharing a Postgres database notify each other on.
+pub mod artifacts;
 pub mod circuits;
 pub mod retention;
 pub mod workers;

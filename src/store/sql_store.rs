@@ -8,11 +8,14 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use super::{
-    sql::{self, circuits, retention, workers, Statement},
+    sql::{self, artifacts, circuits, retention, workers, Statement},
     CircuitFn, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
 };
 use crate::{
-    domain::{Lease, LogLine, NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery, Timestamp, Worker, WorkerId, WorkspaceId},
+    domain::{
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Lease, LogLine, NewArtifact, NewLogLine, NewRun,
+        NewWorker, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+    },
     error::{Error, Result},
     models::Circuit,
 };
@@ -112,6 +115,8 @@ where
     sql::Scalars: for<'r> sqlx::FromRow<'r, DB::Row>,
     workers::WorkerRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     circuits::CircuitRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    artifacts::ArtifactRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    artifacts::UseRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -388,6 +393,92 @@ where
         sql::query::<DB>(retention::delete_of_runs("runs", "id", &ids)).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    async fn insert_artifact(&self, artifact: &NewArtifact, lease_epoch: Option<u64>) -> Result<Artifact> {
+        let mut tx = self.writer.begin().await?;
+        let run = sql::query::<DB>(artifacts::run_for_write(artifact.run_id, self.dialect.locks_rows())).fetch_optional(&mut *tx).await?;
+        let Some(run) = run else {
+            return Err(Error::not_found("run", artifact.run_id));
+        };
+        let run = <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&run)?;
+        if let Some(epoch) = lease_epoch {
+            let current = run.int.map(sql::to_u64);
+            if run.text2.as_deref() != Some(RunState::Running.as_str()) || current != Some(epoch) {
+                return Err(Error::StaleLease { run_id: artifact.run_id.to_string(), epoch });
+            }
+        }
+        let latest = sql::query::<DB>(artifacts::latest_version(artifact.run_id, &artifact.name)).fetch_optional(&mut *tx).await?;
+        let latest = latest.map(|row| <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&row)).transpose()?;
+        let latest_id = latest.as_ref().and_then(|row| row.text.as_deref()).map(|id| ArtifactId::parse("id", id)).transpose()?;
+        artifact.condition.check(&artifact.name, latest_id)?;
+        let version = latest.and_then(|row| row.int).map_or(1, |version| sql::to_u32(version).saturating_add(1));
+        let stored = artifacts::numbered(artifact, WorkspaceId::new(run.text.unwrap_or_default()), version);
+        sql::execute_all::<DB>(&mut tx, artifacts::insert(&stored)?).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn get_artifacts(&self, ids: &[ArtifactId]) -> Result<Vec<Artifact>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<artifacts::ArtifactRow> = read(&self.reader, artifacts::select_by_ids(ids)).await?;
+        rows.into_iter().map(Artifact::try_from).collect()
+    }
+
+    async fn find_artifact(&self, run: RunId, name: &ArtifactName, version: Option<u32>) -> Result<Option<Artifact>> {
+        let rows: Vec<artifacts::ArtifactRow> = read(&self.reader, artifacts::select_by_name(run, name, version)).await?;
+        rows.into_iter().next().map(Artifact::try_from).transpose()
+    }
+
+    async fn list_artifacts(&self, query: &ArtifactQuery) -> Result<Vec<Artifact>> {
+        let rows: Vec<artifacts::ArtifactRow> = read(&self.reader, artifacts::list(query)).await?;
+        rows.into_iter().map(Artifact::try_from).collect()
+    }
+
+    async fn artifacts_of_runs(&self, runs: &[RunId]) -> Result<Vec<Artifact>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<artifacts::ArtifactRow> = read(&self.reader, artifacts::select_of_runs(runs)).await?;
+        rows.into_iter().map(Artifact::try_from).collect()
+    }
+
+    async fn delete_artifacts(&self, ids: &[ArtifactId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.writer.begin().await?;
+        let existing = sql::query::<DB>(artifacts::select_by_ids(ids)).fetch_all(&mut *tx).await?.len();
+        sql::execute_all::<DB>(&mut tx, artifacts::delete(ids)).await?;
+        tx.commit().await?;
+        Ok(existing as u64)
+    }
+
+    async fn record_artifact_use(&self, used: &ArtifactUse) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        sql::query::<DB>(artifacts::insert_use(used)).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn artifact_uses(&self, of: &[ArtifactId], by: &[RunId]) -> Result<Vec<ArtifactUse>> {
+        if of.is_empty() && by.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<artifacts::UseRow> = read(&self.reader, artifacts::select_uses(of, by)).await?;
+        rows.into_iter().map(ArtifactUse::try_from).collect()
+    }
+
+    async fn referenced_digests(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let mut referenced = Vec::new();
+        for chunk in digests.chunks(500) {
+            let rows: Vec<sql::Scalars> = read(&self.reader, artifacts::referenced(chunk)).await?;
+            for row in rows {
+                referenced.push(Digest::parse("sha256", row.text.as_deref().unwrap_or_default())?);
+            }
+        }
+        Ok(referenced)
     }
 
     async fn try_lead(&self) -> Result<bool> {

@@ -25,16 +25,23 @@ use crate::{
         convert,
         status::{error_from_status, model_failure_from_status},
     },
-    domain::{Lease, NewLogLine, RunId},
+    artifacts::{ArtifactRef, UploadHeader},
+    domain::{ArtifactRecord, Digest, Lease, NewLogLine, RunId},
     engine::{AttemptHost, Ending},
     error::{Error, Result},
     models::{determinism, CallFailure, FailureClass, ModelRequest, RouteFailure, Routed, TokenSink},
-    proto::{self, model_service_client::ModelServiceClient, worker_service_client::WorkerServiceClient},
+    proto::{
+        self, artifact_service_client::ArtifactServiceClient, download_artifact_response, model_service_client::ModelServiceClient,
+        upload_artifact_request, worker_service_client::WorkerServiceClient,
+    },
     store::{JournalEntry, LeaseStatus},
 };
 
 /// How many times a call is tried, across the servers, before its error is returned.
 const CALL_TRIES: usize = 6;
+
+/// Bytes per message of an artifact upload.
+const ARTIFACT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Log lines held for resending before a flush is forced.
 const MAX_UNACKNOWLEDGED_LINES: usize = 5000;
@@ -88,16 +95,27 @@ impl Servers {
         }
     }
 
-    /// Makes a unary call, trying again on the next server while servers are unreachable.
+    /// Makes a unary `WorkerService` call, trying again on the next server while servers are
+    /// unreachable.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(WorkerServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_on(|channel| call(WorkerServiceClient::new(channel))).await
+    }
+
+    /// Makes a call of any service over the current server's channel, trying again on the next
+    /// server while servers are unreachable.
+    pub async fn call_on<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let mut tries = 0;
         loop {
-            let (index, client) = self.client();
-            let err = match call(client).await {
+            let (index, channel) = self.channel();
+            let err = match call(channel).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => error_from_status(&status),
             };
@@ -173,6 +191,35 @@ impl RemoteHost {
             }
         }
         stream.open = Some((sender, response, index));
+    }
+}
+
+impl RemoteHost {
+    /// Downloads a whole version and checks its digest.
+    async fn download(&self, reference: proto::ArtifactRef, consumer: Option<proto::ArtifactConsumer>) -> Result<(ArtifactRecord, Vec<u8>)> {
+        let request = proto::DownloadArtifactRequest { artifact: Some(reference), offset: 0, length: 0, consumer };
+        let mut messages = self
+            .servers
+            .call_on(|channel| {
+                let request = request.clone();
+                async move { ArtifactServiceClient::new(channel).download_artifact(request).await }
+            })
+            .await?;
+        let mut record = None;
+        let mut content = Vec::new();
+        while let Some(message) = messages.message().await.map_err(|status| error_from_status(&status))? {
+            match message.part {
+                Some(download_artifact_response::Part::Artifact(artifact)) => record = Some(convert::artifact_record(&artifact)),
+                Some(download_artifact_response::Part::Chunk(chunk)) => content.extend_from_slice(&chunk),
+                None => {}
+            }
+        }
+        let record = record.ok_or_else(|| Error::Internal("the server's download carried no artifact".into()))?;
+        let digest = Digest::of(&content);
+        if digest.as_str() != record.sha256 {
+            return Err(Error::DataLoss(format!("artifact {} arrived with sha256 {digest}, not {}", record.id, record.sha256)));
+        }
+        Ok((record, content))
     }
 }
 
@@ -305,6 +352,35 @@ impl AttemptHost for RemoteHost {
 
     /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults
     /// applied here, where the run and the step are known.
+    async fn put_artifact(&self, _lease: &Lease, header: UploadHeader, content: &[u8]) -> Result<ArtifactRecord> {
+        let head = convert::upload_header_message(&header);
+        let artifact = self
+            .servers
+            .call_on(|channel| {
+                let mut messages = vec![proto::UploadArtifactRequest { part: Some(upload_artifact_request::Part::Header(head.clone())) }];
+                messages.extend(content.chunks(ARTIFACT_CHUNK_BYTES).map(|chunk| proto::UploadArtifactRequest {
+                    part: Some(upload_artifact_request::Part::Chunk(chunk.to_vec())),
+                }));
+                async move { ArtifactServiceClient::new(channel).upload_artifact(tokio_stream::iter(messages)).await }
+            })
+            .await?;
+        Ok(convert::artifact_record(&artifact))
+    }
+
+    async fn get_artifact(&self, lease: &Lease, reference: &ArtifactRef, step: &str) -> Result<(ArtifactRecord, Vec<u8>)> {
+        let consumer = proto::ArtifactConsumer { run_id: lease.run_id.to_string(), step: step.to_owned() };
+        self.download(convert::artifact_ref_message(reference), Some(consumer)).await
+    }
+
+    async fn read_artifact(&self, record: &ArtifactRecord) -> Result<Vec<u8>> {
+        let reference = proto::ArtifactRef { id: record.id.clone(), ..proto::ArtifactRef::default() };
+        let (read, content) = self.download(reference, None).await?;
+        if read.sha256 != record.sha256 {
+            return Err(Error::DataLoss(format!("artifact {} now has sha256 {}, not {} as recorded", record.id, read.sha256, record.sha256)));
+        }
+        Ok(content)
+    }
+
     async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {
         let mut request = request.clone();
         request.sampling = determinism::deterministic(&request);

@@ -19,6 +19,7 @@ use std::{
 
 use async_trait::async_trait;
 use conclave::{
+    artifacts::{Artifacts, ArtifactsConfig},
     domain::LogStream,
     engine::{Engine, EngineConfig, Registry, RunContext, Workflow, WorkflowError},
     engine::lifecycle::RetryPolicy,
@@ -48,6 +49,7 @@ pub struct TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = self.cleanup.take() {
+            let _ = std::fs::remove_dir_all(artifacts_dir(&self.url));
             // Best effort, on a thread of its own: the test's runtime may be gone.
             let _ = std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
@@ -99,6 +101,17 @@ impl Backend {
             }
         }
     }
+}
+
+/// The artifact directory of a test database: beside a SQLite file (removed with it), or a
+/// directory named after a Postgres database (removed when the database is dropped). A server
+/// restarted on the same database finds the same artifacts.
+pub fn artifacts_dir(database_url: &str) -> std::path::PathBuf {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        return std::path::Path::new(path).parent().map_or_else(|| "artifacts".into(), |dir| dir.join("artifacts"));
+    }
+    let name = database_url.rsplit('/').next().unwrap_or("database");
+    std::env::temp_dir().join("conclave-test-artifacts").join(name)
 }
 
 /// Opens a store on a test database.
@@ -216,6 +229,18 @@ impl TestServer {
 
     /// Starts a server whose model router has these providers and chains.
     pub async fn start_with_models(database_url: &str, registry: Registry, config: EngineConfig, models: ModelsConfig) -> TestServer {
+        let artifacts = ArtifactsConfig::in_dir(artifacts_dir(database_url));
+        Self::start_full(database_url, registry, config, models, artifacts).await
+    }
+
+    /// Starts a server with these models and artifact settings.
+    pub async fn start_full(
+        database_url: &str,
+        registry: Registry,
+        config: EngineConfig,
+        models: ModelsConfig,
+        artifacts: ArtifactsConfig,
+    ) -> TestServer {
         let url = database_url.to_owned();
         let (ready_tx, ready) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<Stop>();
@@ -229,7 +254,8 @@ impl TestServer {
             runtime.block_on(async move {
                 let store = store::open(&url, 8).await.expect("open store");
                 let router = Arc::new(models.build(store.clone()).expect("the models configuration"));
-                let engine = Engine::new(store, registry, router, config);
+                let artifacts = Arc::new(Artifacts::open(store.clone(), artifacts).expect("the artifact directory"));
+                let engine = Engine::new(store, registry, router, artifacts, config);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("local addr");
                 let _ = ready_tx.send((engine.clone(), addr));

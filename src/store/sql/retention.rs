@@ -41,5 +41,8 @@ pub fn mark_pruned(runs: &[RunId], now: Timestamp) -> Statement {
 /// The tables holding a run's history, with the column naming the run.
 pub const HISTORY_TABLES: [(&str, &str); 3] = [("run_events", "run_id"), ("run_logs", "run_id"), ("run_journal", "run_id")];
 
-/// What else a run owns, deleted with it (before the run row itself).
-pub const OWNED_TABLES: [(&str, &str); 1] = [("run_labels", "run_id")];
+/// What else a run owns, deleted with it (before the run row itself): its labels, its
+/// artifacts' versions and labels (their blobs go when no version references them), and the
+/// record of what it read.
+pub const OWNED_TABLES: [(&str, &str); 4] =
+    [("run_labels", "run_id"), ("artifact_labels", "run_id"), ("artifact_uses", "run_id"), ("artifacts", "run_id")];
