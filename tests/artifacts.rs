@@ -539,7 +539,44 @@ async fn lineage_across_two_runs_and_an_exact_replay(database: &TestDatabase) {
     server.shutdown().await;
 }
 
+/// A remote worker's writes and reads go through `ArtifactService` under its lease: the same
+/// rules as in the server's own pool, and the read is recorded for lineage.
+async fn a_remote_worker_host_writes_and_reads_over_grpc(database: &TestDatabase) {
+    use conclave::{
+        domain::{Lease, RunId, Timestamp, WorkerId},
+        engine::AttemptHost,
+        worker::{RemoteHost, Servers},
+    };
+    let server = start(database).await;
+    let mut client = artifact_client(&server).await;
+    let mut runs = server.client().await;
+    let run = runs.create_run(create("stubborn", json!({ "ms": 60_000 }))).await.unwrap().into_inner();
+    let running = wait_for_state(&mut runs, &run.id, &[proto::RunState::Running], WAIT).await;
+    let held = running.lease.expect("a lease");
+    let run_id: RunId = run.id.parse().unwrap();
+    let lease = Lease { run_id, worker_id: WorkerId::new(held.worker_id), epoch: held.epoch, expires_at: Timestamp::now() };
+    let host = RemoteHost::new(Servers::new(&[format!("http://{}", server.addr)]).unwrap(), Duration::from_secs(15));
+
+    let data = content(3 << 20, 21);
+    let header = UploadHeader { run_id: run.id.clone(), name: "remote/out.bin".into(), lease_epoch: Some(lease.epoch), ..Default::default() };
+    let written = host.put_artifact(&lease, header.clone(), &data).await.expect("a write under the lease");
+    assert_eq!((written.version, written.size, written.sha256.as_str()), (1, data.len() as u64, sha256_hex(&data).as_str()));
+    let stale = Lease { epoch: lease.epoch - 1, ..lease.clone() };
+    let refused = host.put_artifact(&stale, UploadHeader { lease_epoch: Some(stale.epoch), ..header }, b"x").await;
+    assert!(matches!(refused, Err(conclave::error::Error::StaleLease { .. })), "{refused:?}");
+
+    let reference = ArtifactRef { run_id: run.id.clone(), name: "remote/out.bin".into(), ..Default::default() };
+    let (read, bytes) = host.get_artifact(&lease, &reference, "read-back").await.expect("a read");
+    assert_eq!((read.id.as_str(), bytes.len()), (written.id.as_str(), data.len()));
+    assert_eq!(host.read_artifact(&read).await.expect("a read by record"), data);
+    let lineage = client.get_artifact_lineage(proto::GetArtifactLineageRequest { artifact: by_id(&written.id), depth: 1 }).await.unwrap().into_inner();
+    assert_eq!(lineage.uses.iter().map(|used| used.step.as_str()).collect::<Vec<_>>(), ["read-back"]);
+    runs.force_fail_run(proto::ForceFailRunRequest { id: run.id.clone(), reason: "done".into() }).await.unwrap();
+    server.shutdown().await;
+}
+
 on_both_stores!(
+    a_remote_worker_host_writes_and_reads_over_grpc,
     versions_etags_and_listing,
     ranged_downloads_resume_a_broken_one,
     identical_content_is_stored_once,
