@@ -13,6 +13,11 @@ use crate::{
         Producer, RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
+    workflows::debate::{
+        aggregate::Outcome,
+        spec::{ContextArtifact, DebateSpec, Participant, Protocol, Severity},
+        CreateDebateRequest, DebateView, Report,
+    },
     models::{
         determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
         ProviderStatus, Role, Routed, RouterStats, Sampling, Usage,
@@ -823,6 +828,213 @@ pub fn artifact_record(artifact: &proto::Artifact) -> ArtifactRecord {
         media_type: artifact.media_type.clone(),
     }
 }
+
+/// A risk severity.
+pub fn severity(severity: Severity) -> proto::RiskSeverity {
+    match severity {
+        Severity::Low => proto::RiskSeverity::Low,
+        Severity::Medium => proto::RiskSeverity::Medium,
+        Severity::High => proto::RiskSeverity::High,
+        Severity::Critical => proto::RiskSeverity::Critical,
+    }
+}
+
+fn from_severity(value: i32, field: &str) -> Result<Severity> {
+    match proto::RiskSeverity::try_from(value) {
+        Ok(proto::RiskSeverity::Low) => Ok(Severity::Low),
+        Ok(proto::RiskSeverity::Medium) => Ok(Severity::Medium),
+        Ok(proto::RiskSeverity::High) => Ok(Severity::High),
+        Ok(proto::RiskSeverity::Critical) => Ok(Severity::Critical),
+        _ => Err(Error::invalid(field, format!("{value} is not a RiskSeverity (low, medium, high or critical)"))),
+    }
+}
+
+/// A debate outcome.
+pub fn outcome(outcome: Outcome) -> proto::DebateOutcome {
+    match outcome {
+        Outcome::Approved => proto::DebateOutcome::Approved,
+        Outcome::ConditionallyApproved => proto::DebateOutcome::ConditionallyApproved,
+        Outcome::Rejected => proto::DebateOutcome::Rejected,
+        Outcome::Vetoed => proto::DebateOutcome::Vetoed,
+        Outcome::QuorumNotReached => proto::DebateOutcome::QuorumNotReached,
+    }
+}
+
+/// An outcome filter: unspecified means none.
+pub fn from_outcome(value: i32, field: &str) -> Result<Option<Outcome>> {
+    match proto::DebateOutcome::try_from(value) {
+        Ok(proto::DebateOutcome::Unspecified) => Ok(None),
+        Ok(proto::DebateOutcome::Approved) => Ok(Some(Outcome::Approved)),
+        Ok(proto::DebateOutcome::ConditionallyApproved) => Ok(Some(Outcome::ConditionallyApproved)),
+        Ok(proto::DebateOutcome::Rejected) => Ok(Some(Outcome::Rejected)),
+        Ok(proto::DebateOutcome::Vetoed) => Ok(Some(Outcome::Vetoed)),
+        Ok(proto::DebateOutcome::QuorumNotReached) => Ok(Some(Outcome::QuorumNotReached)),
+        Err(_) => Err(Error::invalid(field, format!("{value} is not a DebateOutcome"))),
+    }
+}
+
+/// A debate request, decoded (the spec is validated when the debate is created).
+pub fn create_debate_request(request: proto::CreateDebateRequest) -> Result<CreateDebateRequest> {
+    let defaults = Protocol::default();
+    let protocol = request.protocol.unwrap_or_default();
+    let mitigation_severities = if protocol.mitigation_severities.is_empty() {
+        defaults.mitigation_severities.clone()
+    } else {
+        protocol
+            .mitigation_severities
+            .iter()
+            .enumerate()
+            .map(|(index, value)| from_severity(*value, &format!("protocol.mitigation_severities[{index}]")))
+            .collect::<Result<_>>()?
+    };
+    let spec = DebateSpec {
+        proposal: request.proposal,
+        context: request.context,
+        context_artifacts: request
+            .context_artifacts
+            .into_iter()
+            .map(|artifact| ContextArtifact { run_id: artifact.run_id, name: artifact.name, version: artifact.version })
+            .collect(),
+        participants: request
+            .participants
+            .into_iter()
+            .map(|participant| Participant {
+                name: participant.name,
+                role: participant.role,
+                weight: if participant.weight == 0.0 { 1.0 } else { participant.weight },
+                veto: participant.veto,
+            })
+            .collect(),
+        protocol: Protocol {
+            max_cycles: protocol.max_cycles.unwrap_or(defaults.max_cycles),
+            approval_threshold: protocol.approval_threshold.unwrap_or(defaults.approval_threshold),
+            conditional_threshold: protocol.conditional_threshold.unwrap_or(defaults.conditional_threshold),
+            quorum: protocol.quorum.unwrap_or(defaults.quorum),
+            mitigation_severities,
+            reliability_weights: false,
+        },
+    };
+    Ok(CreateDebateRequest {
+        workspace: request.workspace,
+        spec,
+        request_id: request.request_id,
+        labels: request.labels.into_iter().collect(),
+    })
+}
+
+/// A debate.
+pub fn debate(view: &DebateView) -> proto::Debate {
+    let spec = &view.spec;
+    proto::Debate {
+        id: view.run.id.to_string(),
+        run: Some(run(&view.run)),
+        proposal: spec.proposal.clone(),
+        context: spec.context.clone(),
+        participants: spec
+            .participants
+            .iter()
+            .map(|participant| proto::DebateParticipant {
+                name: participant.name.clone(),
+                role: participant.role.clone(),
+                weight: participant.weight,
+                veto: participant.veto,
+            })
+            .collect(),
+        protocol: Some(proto::DebateProtocol {
+            max_cycles: Some(spec.protocol.max_cycles),
+            approval_threshold: Some(spec.protocol.approval_threshold),
+            conditional_threshold: Some(spec.protocol.conditional_threshold),
+            quorum: Some(spec.protocol.quorum),
+            mitigation_severities: spec.protocol.mitigation_severities.iter().map(|value| severity(*value).into()).collect(),
+        }),
+        result: view.report.as_ref().map(|report| debate_result(report, view.report_artifact.clone().unwrap_or_default())),
+    }
+}
+
+fn debate_result(report: &Report, report_artifact_id: String) -> proto::DebateResult {
+    let decision = &report.decision;
+    let majority = serde_json::to_value(decision.majority).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
+    proto::DebateResult {
+        outcome: outcome(decision.outcome).into(),
+        score: decision.score,
+        participation: decision.participation,
+        majority,
+        vetoed_by: decision.vetoed_by.clone().unwrap_or_default(),
+        veto_reason: decision.veto_reason.clone().unwrap_or_default(),
+        conditions: decision.conditions.clone(),
+        proposal: report.proposal.clone(),
+        original_proposal: report.original_proposal.clone(),
+        risks: report
+            .risks
+            .iter()
+            .map(|risk| proto::DebateRisk {
+                id: risk.id.clone(),
+                raised_by: risk.raised_by.clone(),
+                description: risk.description.clone(),
+                severity: severity(risk.severity).into(),
+                blocking: risk.blocking,
+                cycle: risk.cycle,
+                resolution: risk.resolution.clone().unwrap_or_default(),
+                status: serde_json::to_value(risk.status).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+            })
+            .collect(),
+        votes: report
+            .votes
+            .iter()
+            .map(|ballot| {
+                let vote = ballot.vote.as_ref();
+                proto::DebateVote {
+                    participant: ballot.participant.clone(),
+                    weight: ballot.weight,
+                    veto: ballot.veto,
+                    counted: vote.is_some(),
+                    approve: vote.is_some_and(|vote| vote.approve),
+                    confidence: vote.map_or(0.0, |vote| vote.confidence),
+                    rationale: vote.map(|vote| vote.rationale.clone()).unwrap_or_default(),
+                    conditions: vote.map(|vote| vote.conditions.clone()).unwrap_or_default(),
+                    blocking_risk: vote.and_then(|vote| vote.blocking_risk.clone()).unwrap_or_default(),
+                    abstained: ballot.abstained.clone().unwrap_or_default(),
+                }
+            })
+            .collect(),
+        rounds: report
+            .rounds
+            .iter()
+            .map(|round| proto::DebateRound { phase: round.phase.clone(), cycle: round.cycle, agreement: round.agreement })
+            .collect(),
+        mitigation_cycles: report.mitigation_cycles,
+        cycle_bound_reached: report.cycle_bound_reached,
+        report_artifact_id,
+    }
+}
+
+/// A debate's view of a run event: its transcript and state changes; `None` for the rest.
+pub fn debate_event(event: &RunEvent) -> Option<proto::DebateEvent> {
+    use proto::debate_event::Event;
+    let text = |data: &Value, field: &str| data.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let cycle = |data: &Value| data.get("cycle").and_then(Value::as_u64).and_then(|cycle| u32::try_from(cycle).ok()).unwrap_or_default();
+    let payload = match &event.kind {
+        EventKind::StateChanged { to, .. } => Event::State(state(*to).into()),
+        EventKind::Workflow { event_type, data } if event_type == "debate.phase" => {
+            Event::Phase(proto::DebatePhase { phase: text(data, "phase"), cycle: cycle(data) })
+        }
+        EventKind::Workflow { event_type, data } if event_type == "debate.message" => Event::Message(proto::DebateMessage {
+            phase: text(data, "phase"),
+            cycle: cycle(data),
+            participant: text(data, "participant"),
+            role: text(data, "role"),
+            answer: data.get("answer").and_then(Value::as_object).map(json_to_struct),
+            abstained: text(data, "abstained"),
+        }),
+        EventKind::Workflow { event_type, data } if event_type == "debate.outcome" => {
+            let decided = data.get("outcome").and_then(Value::as_str).and_then(Outcome::parse)?;
+            Event::Outcome(outcome(decided).into())
+        }
+        _ => return None,
+    };
+    Some(proto::DebateEvent { sequence: event.sequence, time: Some(timestamp(event.time)), event: Some(payload) })
+}
+
 
 #[cfg(test)]
 mod tests {

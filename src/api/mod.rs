@@ -4,6 +4,7 @@
 
 mod admin;
 mod artifacts;
+mod debates;
 pub(crate) mod convert;
 mod models;
 mod runs;
@@ -16,6 +17,7 @@ use futures::Stream;
 
 pub use admin::AdminApi;
 pub use artifacts::ArtifactApi;
+pub use debates::DebateApi;
 pub use models::ModelApi;
 pub use runs::RunApi;
 pub use workers::WorkerApi;

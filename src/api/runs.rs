@@ -75,6 +75,7 @@ impl RunService for RunApi {
             state: convert::from_state(request.state, "state")?,
             kind: request.kind,
             labels: request.labels.into_iter().collect(),
+            output_field: None,
             page_size: request.page_size,
             page_token: request.page_token,
         };

@@ -341,6 +341,9 @@ pub struct RunQuery {
     pub kind: Option<String>,
     /// Only runs with all these labels.
     pub labels: BTreeMap<String, String>,
+    /// Only runs whose output has this top-level text field with this value (a debate's
+    /// `outcome`).
+    pub output_field: Option<(String, String)>,
     /// Page size (already validated).
     pub limit: u32,
     /// Only runs with an id below this one (from the page token).

@@ -42,6 +42,8 @@ pub struct ListRunsRequest {
     pub state: Option<RunState>,
     pub kind: String,
     pub labels: BTreeMap<String, String>,
+    /// Only runs whose output has this top-level text field with this value.
+    pub output_field: Option<(String, String)>,
     pub page_size: i32,
     pub page_token: String,
 }
@@ -117,10 +119,14 @@ impl Engine {
             state: request.state,
             kind: (!request.kind.is_empty()).then(|| request.kind.clone()),
             labels: request.labels.clone(),
+            output_field: request.output_field.clone(),
             limit: limit + 1,
             before: None,
         };
-        let tokens = PageToken::for_filters(&format!("{:?}|{:?}|{:?}|{:?}", query.workspace, query.state, query.kind, query.labels));
+        let tokens = PageToken::for_filters(&format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            query.workspace, query.state, query.kind, query.labels, query.output_field
+        ));
         if !request.page_token.is_empty() {
             query.before = Some(RunId::parse("page_token", &tokens.decode(&request.page_token)?)?);
         }

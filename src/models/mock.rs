@@ -43,6 +43,9 @@ impl Default for MockConfig {
 pub struct ScriptEntry {
     /// The role it answers (`reviewer`); unset answers every role.
     pub role: Option<String>,
+    /// Answers only calls whose step key starts with this (`vote/`, `challenge-2/`); unset
+    /// answers every step.
+    pub step: Option<String>,
     /// A fixed reply.
     pub reply: Option<String>,
     /// A structured reply (a vote, a verdict), sent as its JSON text.
@@ -101,11 +104,13 @@ impl MockProvider {
     /// Takes the script entry that answers this call, if any, counting the call against it.
     async fn scripted(&self, request: &ModelRequest) -> Option<Scripted> {
         let role = request.origin.role.as_deref();
+        let step = request.origin.step.as_deref().unwrap_or_default();
         let mut used = self.used.lock().await;
         let (index, entry) = self.config.script.iter().enumerate().find(|(index, entry)| {
             let role_matches = entry.role.is_none() || entry.role.as_deref() == role;
+            let step_matches = entry.step.as_deref().is_none_or(|prefix| step.starts_with(prefix));
             let calls_left = entry.times.is_none_or(|times| used.get(index).copied().unwrap_or(0) < times);
-            role_matches && calls_left
+            role_matches && step_matches && calls_left
         })?;
         *used.entry(index).or_insert(0) += 1;
         let delay = entry.delay_ms.map(Duration::from_millis);
@@ -257,6 +262,9 @@ mod tests {
             role = "reviewer"
             json = { vote = "approve", confidence = 0.9 }
             [[script]]
+            step = "final/"
+            reply = "final word"
+            [[script]]
             reply = "fixed"
             "#,
         )
@@ -270,6 +278,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&vote.text).unwrap()["vote"], "approve");
         let author = mock.generate(&request(run, "a", Some("author")), None).await.unwrap();
         assert_eq!(author.text, "fixed");
+        let last = mock.generate(&request(run, "final/author", Some("author")), None).await.unwrap();
+        assert_eq!(last.text, "final word", "an entry for a step prefix answers only those steps");
     }
 
     #[tokio::test]

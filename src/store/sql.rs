@@ -855,8 +855,31 @@ pub fn count_workspace(workspace: &WorkspaceId) -> Statement {
     statement
 }
 
+/// How a backend reads a top-level text field of a JSON column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonText {
+    /// `json_extract(column, '$.field')`.
+    Sqlite,
+    /// `column::jsonb ->> 'field'`.
+    Postgres,
+}
+
+impl JsonText {
+    /// Appends `column`'s text field `field` (bound, never interpolated).
+    fn push(self, statement: &mut Statement, column: &str, field: &str) {
+        match self {
+            Self::Sqlite => {
+                statement.push(&format!("json_extract({column}, ")).push_bind(format!("$.\"{field}\"")).push(")");
+            }
+            Self::Postgres => {
+                statement.push(&format!("({column}::jsonb ->> ")).push_bind(field.to_owned()).push(")");
+            }
+        }
+    }
+}
+
 /// A run listing: filters, newest first, `limit` rows.
-pub fn list_runs(query: &RunQuery) -> Statement {
+pub fn list_runs(query: &RunQuery, json: JsonText) -> Statement {
     let workspace = query.workspace.as_ref().map_or(crate::domain::DEFAULT_WORKSPACE, WorkspaceId::as_str);
     let mut statement = Statement::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = "));
     statement.push_bind(workspace.to_owned());
@@ -872,6 +895,11 @@ pub fn list_runs(query: &RunQuery) -> Statement {
     for (key, value) in &query.labels {
         statement.push(" AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = runs.id AND l.key = ");
         statement.push_bind(key.clone()).push(" AND l.value = ").push_bind(value.clone()).push(")");
+    }
+    if let Some((field, value)) = &query.output_field {
+        statement.push(" AND ");
+        json.push(&mut statement, "output", field);
+        statement.push(" = ").push_bind(value.clone());
     }
     statement.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
     statement

@@ -42,6 +42,14 @@ impl Dialect {
         self == Self::Postgres
     }
 
+    /// How a statement reads a text field of a JSON column.
+    pub(super) fn json_text(self) -> sql::JsonText {
+        match self {
+            Self::Sqlite => sql::JsonText::Sqlite,
+            Self::Postgres => sql::JsonText::Postgres,
+        }
+    }
+
     /// What a claim transaction runs first. On Postgres, the claim must walk the queue index in
     /// order and stop at its window; with statistics from when the queue was small (a fresh
     /// table, or a burst since the last `ANALYZE`) the planner instead reads every queued row
@@ -143,7 +151,7 @@ where
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>> {
-        let rows: Vec<sql::RunRow> = read(&self.reader, sql::list_runs(query)).await?;
+        let rows: Vec<sql::RunRow> = read(&self.reader, sql::list_runs(query, self.dialect.json_text())).await?;
         rows.into_iter().map(Run::try_from).collect()
     }
 

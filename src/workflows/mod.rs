@@ -1,13 +1,15 @@
 //! What a run of each kind does, written as ordinary async code against a `RunContext`.
-//! The built-in kinds live here; later workflows (task, debate, mission, recipe) join them in
-//! the same registry.
+//! The built-in kinds live here, with the domain workflows (`debate`; later task, mission,
+//! recipe) in the same registry.
 
 mod basic;
+pub mod debate;
 mod generate;
 mod input;
 mod shell;
 
 pub use basic::{Approval, Echo, Noop, Sleep, Steps};
+pub use debate::Debate;
 pub use generate::Generate;
 pub use shell::{Shell, ShellConfig};
 
@@ -23,6 +25,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("approval", Approval)
         .register("steps", Steps)
         .register("generate", Generate)
+        .register("debate", Debate)
         .register("shell", Shell::new(shell));
     registry
 }

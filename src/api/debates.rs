@@ -1,0 +1,73 @@
+//! `conclave.v1.DebateService`: decodes each request, calls [`Debates`], encodes the answer.
+
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{convert, ResponseStream};
+use crate::{
+    domain::RunId,
+    engine::{Delivery, Engine},
+    proto::{self, debate_service_server::DebateService},
+    workflows::debate::Debates,
+};
+
+/// The `DebateService` adapter.
+#[derive(Debug, Clone)]
+pub struct DebateApi {
+    debates: Debates,
+}
+
+impl DebateApi {
+    /// An adapter over the debates an engine runs.
+    pub fn new(engine: Engine) -> Self {
+        Self { debates: Debates::new(engine) }
+    }
+}
+
+#[tonic::async_trait]
+impl DebateService for DebateApi {
+    async fn create_debate(&self, request: Request<proto::CreateDebateRequest>) -> Result<Response<proto::Debate>, Status> {
+        let view = self.debates.create(convert::create_debate_request(request.into_inner())?).await?;
+        Ok(Response::new(convert::debate(&view)))
+    }
+
+    async fn get_debate(&self, request: Request<proto::GetDebateRequest>) -> Result<Response<proto::Debate>, Status> {
+        let view = self.debates.get(RunId::parse("id", &request.into_inner().id)?).await?;
+        Ok(Response::new(convert::debate(&view)))
+    }
+
+    async fn list_debates(&self, request: Request<proto::ListDebatesRequest>) -> Result<Response<proto::ListDebatesResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = convert::from_outcome(request.outcome, "outcome")?;
+        let page = self.debates.list(request.workspace, outcome, request.page_size, request.page_token).await?;
+        Ok(Response::new(proto::ListDebatesResponse {
+            debates: page.items.iter().map(convert::debate).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_debate(&self, request: Request<proto::CancelDebateRequest>) -> Result<Response<proto::Debate>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() { "cancelled by a client" } else { request.reason.as_str() };
+        let view = self.debates.cancel(RunId::parse("id", &request.id)?, reason).await?;
+        Ok(Response::new(convert::debate(&view)))
+    }
+
+    type WatchDebateStream = ResponseStream<proto::DebateEvent>;
+
+    async fn watch_debate(&self, request: Request<proto::WatchDebateRequest>) -> Result<Response<Self::WatchDebateStream>, Status> {
+        let request = request.into_inner();
+        let deliveries = self.debates.watch(RunId::parse("id", &request.id)?, request.after_sequence).await?;
+        let events = ReceiverStream::new(deliveries).flat_map(|delivery| {
+            let events: Vec<Result<proto::DebateEvent, Status>> = match delivery {
+                Ok(Delivery::Items(events)) => events.iter().filter_map(convert::debate_event).map(Ok).collect(),
+                // Heartbeats and catch-up notices concern the run's stream, not the transcript.
+                Ok(Delivery::Heartbeat { .. } | Delivery::Lagged { .. }) => Vec::new(),
+                Err(err) => vec![Err(Status::from(err))],
+            };
+            futures::stream::iter(events)
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+}
