@@ -320,7 +320,32 @@ async fn bad_debates_are_refused_field_by_field(database: &TestDatabase) {
     server.shutdown().await;
 }
 
+async fn reliability_from_past_debates_weighs_the_votes(database: &TestDatabase) {
+    let script = format!(
+        "{OPENING}{NO_RISKS}[[providers.mock.script]]\nrole = \"critic\"\nstep = \"vote/\"\njson = {{ approve = false, confidence = 0.9, rationale = \"no\" }}\n{}",
+        votes(true, 0.9)
+    );
+    let server = start(database, &script).await;
+    let first = decided(&server, request("Adopt the plan")).await;
+    assert_eq!(result(&first).outcome(), proto::DebateOutcome::Approved, "the critic disagreed with the outcome");
+    assert!(result(&first).votes.iter().all(|vote| vote.reliability == 0.0), "not weighed by reliability");
+
+    let mut weighed = request("Adopt the next plan");
+    weighed.protocol = Some(proto::DebateProtocol { reliability_weights: true, ..Default::default() });
+    let second = decided(&server, weighed).await;
+    let outcome = result(&second);
+    let reliability: Vec<(&str, f64)> = outcome.votes.iter().map(|vote| (vote.participant.as_str(), vote.reliability)).collect();
+    let (two_thirds, one_third) = (2.0 / 3.0, 1.0 / 3.0);
+    for (name, value) in reliability {
+        let expected = if name == "critic" { one_third } else { two_thirds };
+        assert!((value - expected).abs() < 1e-9, "{name}: {value}");
+    }
+    assert!((outcome.score - 0.8).abs() < 1e-9, "the critic's dissent weighs less: {}", outcome.score);
+    server.shutdown().await;
+}
+
 on_both_stores!(
+    reliability_from_past_debates_weighs_the_votes,
     an_agreed_proposal_is_approved_and_reported,
     a_mitigated_risk_leads_to_conditional_approval,
     low_confidence_is_rejected_and_listed_by_outcome,

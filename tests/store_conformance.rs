@@ -22,7 +22,8 @@ use std::{
 
 use conclave::{
     domain::{
-        ArtifactId, ArtifactKind, ArtifactName, ArtifactQuery, ArtifactUse, Digest, NewArtifact, Producer, WriteCondition,
+        search_words, ArtifactId, ArtifactKind, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Memory, NewArtifact, Producer,
+        WriteCondition,
         Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun,
         NewWorker, Replay, ReplayMode, Run, RunError, RunEvent, RunId, RunQuery, RunState, Timestamp, Waiting, WorkerId,
         WorkerState, WorkspaceId, DEFAULT_WORKSPACE,
@@ -1587,6 +1588,39 @@ async fn artifacts_are_versioned_conditioned_fenced_and_traced(database: &TestDa
     assert!(store.referenced_digests(&digests).await.expect("referenced").is_empty());
 }
 
+async fn debate_votes_and_mission_memory_are_kept_and_searched(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let workspace = WorkspaceId::new(DEFAULT_WORKSPACE);
+    let (debate, other) = (RunId::new(), RunId::new());
+    let votes = [("critic".to_owned(), false), ("analyst".to_owned(), true)];
+    store.record_debate_votes(debate, &workspace, &votes, Timestamp::now()).await.expect("votes");
+    store.record_debate_votes(debate, &workspace, &votes, Timestamp::now()).await.expect("the same debate again");
+    store.record_debate_votes(other, &workspace, &[("critic".to_owned(), true)], Timestamp::now()).await.expect("votes");
+    let records = store.read_reliability(&workspace, &["analyst".into(), "critic".into(), "nobody".into()]).await.expect("read");
+    let records: Vec<(String, u64, u64)> = records.into_iter().map(|r| (r.participant, r.debates, r.agreed)).collect();
+    assert_eq!(records, [("analyst".to_owned(), 1, 1), ("critic".to_owned(), 2, 1)], "once per debate");
+    assert!(store.read_reliability(&WorkspaceId::new("elsewhere"), &["critic".into()]).await.expect("read").is_empty());
+
+    let memory = |run: RunId, request: &str, summary: &str| Memory {
+        run_id: run,
+        workspace: workspace.clone(),
+        request: request.to_owned(),
+        summary: summary.to_owned(),
+        outcome: "completed".to_owned(),
+        created_at: Timestamp::now(),
+    };
+    let (queue, billing) = (RunId::new(), RunId::new());
+    store.remember(&memory(queue, "Move the job queue to Postgres", "migrated the queue tables")).await.expect("remember");
+    store.remember(&memory(billing, "Fix the billing export", "exports now run nightly")).await.expect("remember");
+    store.remember(&memory(queue, "Move the job queue to Postgres", "migrated the queue tables, twice")).await.expect("replace");
+    let found = store.recall(&workspace, &search_words("what did we do about the queue?", 8), 5).await.expect("recall");
+    assert_eq!(found.iter().map(|m| (m.run_id, m.summary.as_str())).collect::<Vec<_>>(), [(queue, "migrated the queue tables, twice")]);
+    let found = store.recall(&workspace, &search_words("billing exports", 8), 5).await.expect("recall");
+    assert_eq!(found.iter().map(|m| m.run_id).collect::<Vec<_>>(), [billing]);
+    assert!(store.recall(&workspace, &search_words("kubernetes", 8), 5).await.expect("recall").is_empty());
+    assert!(store.recall(&WorkspaceId::new("elsewhere"), &search_words("queue", 8), 5).await.expect("recall").is_empty());
+}
+
 async fn one_process_leads_and_another_takes_over(database: &TestDatabase) {
     let first = open_store(database).await;
     let second = open_store(database).await;
@@ -1630,6 +1664,7 @@ on_both_stores!(
     overdue_runs_lists_unfinished_runs_past_their_deadline,
     queue_counts_summarise_one_workspace,
     artifacts_are_versioned_conditioned_fenced_and_traced,
+    debate_votes_and_mission_memory_are_kept_and_searched,
 );
 
 /// A claim reads the queue index in order and stops at its window, however many runs are

@@ -911,7 +911,7 @@ pub fn create_debate_request(request: proto::CreateDebateRequest) -> Result<Crea
             conditional_threshold: protocol.conditional_threshold.unwrap_or(defaults.conditional_threshold),
             quorum: protocol.quorum.unwrap_or(defaults.quorum),
             mitigation_severities,
-            reliability_weights: false,
+            reliability_weights: protocol.reliability_weights,
         },
     };
     Ok(CreateDebateRequest {
@@ -946,6 +946,7 @@ pub fn debate(view: &DebateView) -> proto::Debate {
             conditional_threshold: Some(spec.protocol.conditional_threshold),
             quorum: Some(spec.protocol.quorum),
             mitigation_severities: spec.protocol.mitigation_severities.iter().map(|value| severity(*value).into()).collect(),
+            reliability_weights: spec.protocol.reliability_weights,
         }),
         result: view.report.as_ref().map(|report| debate_result(report, view.report_artifact.clone().unwrap_or_default())),
     }
@@ -994,6 +995,7 @@ fn debate_result(report: &Report, report_artifact_id: String) -> proto::DebateRe
                     conditions: vote.map(|vote| vote.conditions.clone()).unwrap_or_default(),
                     blocking_risk: vote.and_then(|vote| vote.blocking_risk.clone()).unwrap_or_default(),
                     abstained: ballot.abstained.clone().unwrap_or_default(),
+                    reliability: ballot.reliability.unwrap_or_default(),
                 }
             })
             .collect(),

@@ -5,6 +5,7 @@
 mod artifact;
 mod event;
 mod ids;
+mod knowledge;
 mod labels;
 mod log;
 mod page;
@@ -18,6 +19,7 @@ pub use artifact::{
 };
 pub use event::{EventKind, RunEvent};
 pub use ids::{ArtifactId, RunId, WorkerId, WorkspaceId};
+pub use knowledge::{search_words, Memory, Reliability};
 pub use labels::{validate_labels, MAX_LABELS};
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use page::{page_limit, Page, PageToken, MAX_PAGE_SIZE};

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
-    domain::{ArtifactRecord, Decision, ErrorCode, Lease, LogStream, NewLogLine, Replay, ReplayMode, Run, RunError, RunId, Timestamp},
+    domain::{ArtifactRecord, Decision, Memory, ErrorCode, Lease, LogStream, NewLogLine, Replay, ReplayMode, Run, RunError, RunId, Timestamp},
     error::Error,
     models::{determinism, ModelCall, ModelRequest},
     store::JournalEntry,
@@ -93,6 +93,19 @@ fn artifact_failure(err: Error) -> WorkflowError {
         Error::Aborted { .. } => WorkflowError::retryable(format!("artifact: {err}")),
         other => WorkflowError::from(other),
     }
+}
+
+/// A past mission's memory, as a journaled step records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MemoryRecord {
+    /// The mission's run.
+    pub run_id: String,
+    /// What it was asked.
+    pub request: String,
+    /// What it found and did.
+    pub summary: String,
+    /// How it ended.
+    pub outcome: String,
 }
 
 enum LogCommand {
@@ -265,6 +278,51 @@ impl RunContext {
                 Ok((record, content))
             }
         }
+    }
+
+    /// The records of debate participants in this run's workspace, as a journaled step under
+    /// `key`: a resumed or replayed debate weighs its votes as it did the first time.
+    pub async fn reliability(&self, key: &str, participants: &[String]) -> Result<Vec<(String, u64, u64)>, WorkflowError> {
+        let workspace = &self.run.workspace;
+        self.step(key, || async move {
+            let records = self.host.read_reliability(workspace, participants).await?;
+            Ok(records.into_iter().map(|record| (record.participant, record.debates, record.agreed)).collect())
+        })
+        .await
+    }
+
+    /// Records whether each participant's vote matched this debate's outcome, as a journaled
+    /// step under `key`.
+    pub async fn record_debate_votes(&self, key: &str, votes: &[(String, bool)]) -> Result<(), WorkflowError> {
+        let workspace = &self.run.workspace;
+        self.step(key, || async move { Ok(self.host.record_debate_votes(&self.lease, workspace, votes).await?) }).await
+    }
+
+    /// Memories of past missions in this run's workspace matching `text`, as a journaled step
+    /// under `key`: a resumed or replayed mission sees the memories it saw the first time.
+    pub async fn recall(&self, key: &str, text: &str, limit: u32) -> Result<Vec<MemoryRecord>, WorkflowError> {
+        let workspace = &self.run.workspace;
+        self.step(key, || async move {
+            let memories = self.host.recall(workspace, text, limit).await?;
+            Ok(memories
+                .into_iter()
+                .map(|memory| MemoryRecord { run_id: memory.run_id.to_string(), request: memory.request, summary: memory.summary, outcome: memory.outcome })
+                .collect())
+        })
+        .await
+    }
+
+    /// Stores what this mission learned, as a journaled step under `key`.
+    pub async fn remember(&self, key: &str, request: &str, summary: &str, outcome: &str) -> Result<(), WorkflowError> {
+        let memory = Memory {
+            run_id: self.run.id,
+            workspace: self.run.workspace.clone(),
+            request: request.to_owned(),
+            summary: summary.to_owned(),
+            outcome: outcome.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        self.step(key, || async move { Ok(self.host.remember(&self.lease, memory).await?) }).await
     }
 
     /// Writes streamed text to the log a line at a time.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{lifecycle, Core, EngineConfig};
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
-    domain::{ArtifactRecord, Digest, Lease, NewLogLine, RunError, Timestamp},
+    domain::{search_words, ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, RunError, Timestamp, WorkspaceId},
     error::Result,
     models::{ModelRequest, RouteFailure, Routed, TokenSink},
     store::{JournalEntry, LeaseStatus},
@@ -96,6 +96,18 @@ pub trait AttemptHost: Send + Sync + 'static {
 
     /// Reads the content a journaled step read or wrote before.
     async fn read_artifact(&self, record: &ArtifactRecord) -> Result<Vec<u8>>;
+
+    /// The records of debate participants in a workspace.
+    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>>;
+
+    /// Records, once per debate (the run under `lease`), whether each vote matched the outcome.
+    async fn record_debate_votes(&self, lease: &Lease, workspace: &WorkspaceId, votes: &[(String, bool)]) -> Result<()>;
+
+    /// Memories of past missions in a workspace matching the words of `text`, best first.
+    async fn recall(&self, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>>;
+
+    /// Stores what the mission under `lease` learned.
+    async fn remember(&self, lease: &Lease, memory: Memory) -> Result<()>;
 }
 
 #[async_trait]
@@ -157,4 +169,23 @@ impl AttemptHost for Core {
         let digest = Digest::parse("sha256", &record.sha256)?;
         self.artifacts.read_digest(&digest, &record.name).await
     }
+
+    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>> {
+        self.store.read_reliability(workspace, participants).await
+    }
+
+    async fn record_debate_votes(&self, lease: &Lease, workspace: &WorkspaceId, votes: &[(String, bool)]) -> Result<()> {
+        self.store.record_debate_votes(lease.run_id, workspace, votes, Timestamp::now()).await
+    }
+
+    async fn recall(&self, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>> {
+        self.store.recall(workspace, &search_words(text, MAX_SEARCH_WORDS), limit).await
+    }
+
+    async fn remember(&self, _lease: &Lease, memory: Memory) -> Result<()> {
+        self.store.remember(&memory).await
+    }
 }
+
+/// The most words of a text a memory search looks for.
+const MAX_SEARCH_WORDS: usize = 32;

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use attempt::{execute as execute_attempt, Attempt, Signals};
-pub use context::{RunContext, WorkflowError};
+pub use context::{MemoryRecord, RunContext, WorkflowError};
 pub use host::{AttemptHost, AttemptSettings, Ending};
 pub use follow::Delivery;
 pub use registry::{Registry, Workflow};

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 
 use crate::{
     domain::{
-        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, EventKind, Lease, LogLine, NewArtifact,
-        NewLogLine, NewRun, NewWorker, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, EventKind, Lease, LogLine, Memory, NewArtifact,
+        NewLogLine, NewRun, NewWorker, Reliability, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
     models::Circuit,
@@ -298,6 +298,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Which of these blob digests some version still references.
     async fn referenced_digests(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+
+    /// Records, once per debate, whether each participant's final vote matched the outcome.
+    async fn record_debate_votes(&self, run: RunId, workspace: &WorkspaceId, votes: &[(String, bool)], now: Timestamp) -> Result<()>;
+
+    /// The records of these participants in a workspace (those that have one).
+    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>>;
+
+    /// Stores what a mission learned, replacing what the same run stored before.
+    async fn remember(&self, memory: &Memory) -> Result<()>;
+
+    /// The memories of a workspace matching any of `words` (see `domain::search_words`), best
+    /// first, at most `limit`.
+    async fn recall(&self, workspace: &WorkspaceId, words: &[String], limit: u32) -> Result<Vec<Memory>>;
 
     /// Tries to become (or checks that this process still is) the one leader among the
     /// processes sharing the database, which runs maintenance. Where one process owns the

@@ -855,18 +855,19 @@ pub fn count_workspace(workspace: &WorkspaceId) -> Statement {
     statement
 }
 
-/// How a backend reads a top-level text field of a JSON column.
+/// The statement text that differs between the backends: reading a field of a JSON column, and
+/// full-text search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonText {
-    /// `json_extract(column, '$.field')`.
+pub enum Flavor {
+    /// SQLite: `json_extract`, FTS5.
     Sqlite,
-    /// `column::jsonb ->> 'field'`.
+    /// Postgres: `jsonb`, `tsvector`.
     Postgres,
 }
 
-impl JsonText {
-    /// Appends `column`'s text field `field` (bound, never interpolated).
-    fn push(self, statement: &mut Statement, column: &str, field: &str) {
+impl Flavor {
+    /// Appends `column`'s top-level text field `field` (bound, never interpolated).
+    fn push_json_text(self, statement: &mut Statement, column: &str, field: &str) {
         match self {
             Self::Sqlite => {
                 statement.push(&format!("json_extract({column}, ")).push_bind(format!("$.\"{field}\"")).push(")");
@@ -879,7 +880,7 @@ impl JsonText {
 }
 
 /// A run listing: filters, newest first, `limit` rows.
-pub fn list_runs(query: &RunQuery, json: JsonText) -> Statement {
+pub fn list_runs(query: &RunQuery, flavor: Flavor) -> Statement {
     let workspace = query.workspace.as_ref().map_or(crate::domain::DEFAULT_WORKSPACE, WorkspaceId::as_str);
     let mut statement = Statement::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = "));
     statement.push_bind(workspace.to_owned());
@@ -898,7 +899,7 @@ pub fn list_runs(query: &RunQuery, json: JsonText) -> Statement {
     }
     if let Some((field, value)) = &query.output_field {
         statement.push(" AND ");
-        json.push(&mut statement, "output", field);
+        flavor.push_json_text(&mut statement, "output", field);
         statement.push(" = ").push_bind(value.clone());
     }
     statement.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
@@ -1054,6 +1055,7 @@ pub fn finished_since(workspace: &WorkspaceId, since: Timestamp) -> Statement {
 /// The channel processes sharing a Postgres database notify each other on.
 pub mod artifacts;
 pub mod circuits;
+pub mod knowledge;
 pub mod retention;
 pub mod workers;
 

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use super::{
-    sql::{self, artifacts, circuits, retention, workers, Statement},
+    sql::{self, artifacts, circuits, knowledge, retention, workers, Statement},
     CircuitFn, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
 };
 use crate::{
     domain::{
-        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Lease, LogLine, NewArtifact, NewLogLine, NewRun,
-        NewWorker, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Lease, LogLine, Memory, NewArtifact, NewLogLine, NewRun,
+        NewWorker, Reliability, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
     models::Circuit,
@@ -42,11 +42,11 @@ impl Dialect {
         self == Self::Postgres
     }
 
-    /// How a statement reads a text field of a JSON column.
-    pub(super) fn json_text(self) -> sql::JsonText {
+    /// The statement text that differs on this backend.
+    pub(super) fn flavor(self) -> sql::Flavor {
         match self {
-            Self::Sqlite => sql::JsonText::Sqlite,
-            Self::Postgres => sql::JsonText::Postgres,
+            Self::Sqlite => sql::Flavor::Sqlite,
+            Self::Postgres => sql::Flavor::Postgres,
         }
     }
 
@@ -125,6 +125,8 @@ where
     circuits::CircuitRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     artifacts::ArtifactRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     artifacts::UseRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    knowledge::ReliabilityRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    knowledge::MemoryRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -151,7 +153,7 @@ where
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<Run>> {
-        let rows: Vec<sql::RunRow> = read(&self.reader, sql::list_runs(query, self.dialect.json_text())).await?;
+        let rows: Vec<sql::RunRow> = read(&self.reader, sql::list_runs(query, self.dialect.flavor())).await?;
         rows.into_iter().map(Run::try_from).collect()
     }
 
@@ -487,6 +489,52 @@ where
             }
         }
         Ok(referenced)
+    }
+
+    async fn record_debate_votes(&self, run: RunId, workspace: &WorkspaceId, votes: &[(String, bool)], now: Timestamp) -> Result<()> {
+        if votes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.acquire().await?;
+        sql::query::<DB>(knowledge::insert_votes(run, workspace, votes, now)).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>> {
+        if participants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<knowledge::ReliabilityRow> = read(&self.reader, knowledge::reliability(workspace, participants)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Reliability { participant: row.participant, debates: sql::to_u64(row.debates), agreed: sql::to_u64(row.agreed) })
+            .collect())
+    }
+
+    async fn remember(&self, memory: &Memory) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sql::execute_all::<DB>(&mut tx, knowledge::remember(memory)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recall(&self, workspace: &WorkspaceId, words: &[String], limit: u32) -> Result<Vec<Memory>> {
+        if words.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<knowledge::MemoryRow> = read(&self.reader, knowledge::recall(self.dialect.flavor(), workspace, words, limit)).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Memory {
+                    run_id: RunId::parse("run_id", &row.run_id).map_err(|err| Error::Internal(format!("corrupt mission memory: {err}")))?,
+                    workspace: WorkspaceId::new(row.workspace_id),
+                    request: row.request,
+                    summary: row.summary,
+                    outcome: row.outcome,
+                    created_at: Timestamp::from_micros(row.created_at),
+                })
+            })
+            .collect()
     }
 
     async fn try_lead(&self) -> Result<bool> {

@@ -26,7 +26,7 @@ use crate::{
         status::{error_from_status, model_failure_from_status},
     },
     artifacts::{ArtifactRef, UploadHeader},
-    domain::{ArtifactRecord, Digest, Lease, NewLogLine, RunId},
+    domain::{ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, RunId, WorkspaceId},
     engine::{AttemptHost, Ending},
     error::{Error, Result},
     models::{determinism, CallFailure, FailureClass, ModelRequest, RouteFailure, Routed, TokenSink},
@@ -223,6 +223,12 @@ impl RemoteHost {
     }
 }
 
+/// What a remote worker cannot reach: the server has no API for it yet, so runs that need it
+/// belong on a server's own pool.
+fn not_on_remote_workers(what: &str) -> Error {
+    Error::precondition("NOT_ON_REMOTE_WORKERS", format!("{what} cannot be reached from a remote worker yet; run this kind on a server's own workers"))
+}
+
 fn lease_request(lease: &Lease) -> (String, u64) {
     (lease.run_id.to_string(), lease.epoch)
 }
@@ -379,6 +385,22 @@ impl AttemptHost for RemoteHost {
             return Err(Error::DataLoss(format!("artifact {} now has sha256 {}, not {} as recorded", record.id, read.sha256, record.sha256)));
         }
         Ok(content)
+    }
+
+    async fn read_reliability(&self, _workspace: &WorkspaceId, _participants: &[String]) -> Result<Vec<Reliability>> {
+        Err(not_on_remote_workers("debate participants' records"))
+    }
+
+    async fn record_debate_votes(&self, _lease: &Lease, _workspace: &WorkspaceId, _votes: &[(String, bool)]) -> Result<()> {
+        Err(not_on_remote_workers("debate participants' records"))
+    }
+
+    async fn recall(&self, _workspace: &WorkspaceId, _text: &str, _limit: u32) -> Result<Vec<Memory>> {
+        Err(not_on_remote_workers("mission memory"))
+    }
+
+    async fn remember(&self, _lease: &Lease, _memory: Memory) -> Result<()> {
+        Err(not_on_remote_workers("mission memory"))
     }
 
     async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {

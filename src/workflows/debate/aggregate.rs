@@ -24,6 +24,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether a vote matched this outcome: approving one that approved, or rejecting one that
+    /// did not; `None` when no decision was reached (quorum missed).
+    pub fn matched_by(self, approve: bool) -> Option<bool> {
+        match self {
+            Self::Approved | Self::ConditionallyApproved => Some(approve),
+            Self::Rejected | Self::Vetoed => Some(!approve),
+            Self::QuorumNotReached => None,
+        }
+    }
+
     /// Every outcome.
     pub const ALL: [Outcome; 5] = [Self::Approved, Self::ConditionallyApproved, Self::Rejected, Self::Vetoed, Self::QuorumNotReached];
 
@@ -63,8 +73,11 @@ pub enum Majority {
 pub struct Ballot {
     /// Who.
     pub participant: String,
-    /// Its weight.
+    /// Its weight: the participant's own, times its reliability when the protocol asks for it.
     pub weight: f64,
+    /// Its reliability from past debates, when it weighed the vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliability: Option<f64>,
     /// Whether it holds a veto.
     pub veto: bool,
     /// Its vote; `None` when it abstained.
@@ -164,6 +177,7 @@ mod tests {
         Ballot {
             participant: name.to_owned(),
             weight,
+            reliability: None,
             veto,
             vote: vote.map(|(approve, confidence)| Vote {
                 approve,

@@ -31,7 +31,7 @@ use self::{
 };
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
-    domain::ArtifactKind,
+    domain::{ArtifactKind, Reliability},
     engine::{RunContext, Workflow, WorkflowError},
     error::Result,
     models::{Message, ModelRequest, Origin, Role},
@@ -254,6 +254,20 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
         }
     }
 
+    let reliability: std::collections::HashMap<String, f64> = if spec.protocol.reliability_weights {
+        let names: Vec<String> = spec.participants.iter().map(|participant| participant.name.clone()).collect();
+        let records = ctx.reliability("reliability", &names).await?;
+        records
+            .into_iter()
+            .map(|(participant, debates, agreed)| {
+                let score = Reliability { participant: participant.clone(), debates, agreed }.score();
+                (participant, score)
+            })
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+
     phase(ctx, "vote", 0).await?;
     let prompt = format!(
         "{context}Vote on this proposal: approve or reject, with your confidence and rationale. If you reject it because of a risk that must block it, name that risk.\n\nProposal:\n{proposal}\n{}",
@@ -272,7 +286,16 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
                 (None, Some(reason))
             }
         };
-        ballots.push(Ballot { participant: participant.name.clone(), weight: participant.weight, veto: participant.veto, vote, abstained });
+        // A participant with no record yet starts at one half, like everyone before its first debate.
+        let reliability = spec.protocol.reliability_weights.then(|| reliability.get(&participant.name).copied().unwrap_or(0.5));
+        ballots.push(Ballot {
+            participant: participant.name.clone(),
+            weight: participant.weight * reliability.unwrap_or(1.0),
+            reliability,
+            veto: participant.veto,
+            vote,
+            abstained,
+        });
     }
 
     phase(ctx, "aggregation", 0).await?;
@@ -282,6 +305,14 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
         .map(|risk| format!("{} {}", risk.id, risk.description))
         .collect();
     let decision = aggregate::decide(&ballots, &spec.protocol, &open);
+    let record: Vec<(String, bool)> = ballots
+        .iter()
+        .filter_map(|ballot| {
+            let matched = decision.outcome.matched_by(ballot.vote.as_ref()?.approve)?;
+            Some((ballot.participant.clone(), matched))
+        })
+        .collect();
+    ctx.record_debate_votes("record-votes", &record).await?;
     rounds.push(Round { phase: "vote".into(), cycle: 0, agreement: decision.agreement });
     ctx.emit("debate.outcome", json!({ "outcome": decision.outcome, "score": decision.score, "majority": decision.majority })).await?;
     Ok(Report {

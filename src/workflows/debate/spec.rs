@@ -206,12 +206,6 @@ impl DebateSpec {
                 ),
             );
         }
-        if protocol.reliability_weights {
-            violation(
-                "protocol.reliability_weights".into(),
-                "is not available yet: participants' records of past debates are not kept; weight votes with `weight`".into(),
-            );
-        }
         for (index, artifact) in self.context_artifacts.iter().enumerate() {
             if artifact.run_id.is_empty() || artifact.name.is_empty() {
                 violation(format!("context_artifacts[{index}]"), "names an artifact by run_id and name".into());
