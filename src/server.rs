@@ -8,14 +8,14 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::{AdminApi, ArtifactApi, DebateApi, ModelApi, RunApi, WorkerApi},
+    api::{AdminApi, ArtifactApi, DebateApi, MissionApi, ModelApi, RunApi, WorkerApi},
     artifacts::Artifacts,
     config::ServerConfig,
     engine::Engine,
     error::{Error, Result},
     proto::{
         self, admin_service_server::AdminServiceServer, artifact_service_server::ArtifactServiceServer,
-        debate_service_server::DebateServiceServer,
+        debate_service_server::DebateServiceServer, mission_service_server::MissionServiceServer,
         model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
         worker_service_server::WorkerServiceServer,
     },
@@ -89,6 +89,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
     health.set_serving::<ArtifactServiceServer<ArtifactApi>>().await;
     health.set_serving::<DebateServiceServer<DebateApi>>().await;
+    health.set_serving::<MissionServiceServer<MissionApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -120,6 +121,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     let debates = DebateServiceServer::new(DebateApi::new(engine.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let missions = MissionServiceServer::new(MissionApi::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
@@ -131,6 +135,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         health.set_not_serving::<ModelServiceServer<ModelApi>>().await;
         health.set_not_serving::<ArtifactServiceServer<ArtifactApi>>().await;
         health.set_not_serving::<DebateServiceServer<DebateApi>>().await;
+        health.set_not_serving::<MissionServiceServer<MissionApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -146,6 +151,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .add_service(models)
         .add_service(artifacts)
         .add_service(debates)
+        .add_service(missions)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

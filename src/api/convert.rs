@@ -13,10 +13,16 @@ use crate::{
         Producer, RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
-    workflows::debate::{
-        aggregate::Outcome,
-        spec::{ContextArtifact, DebateSpec, Participant, Protocol, Severity},
-        CreateDebateRequest, DebateView, Report,
+    workflows::{
+        debate::{
+            aggregate::Outcome,
+            spec::{ContextArtifact, DebateSpec, Participant, Protocol, Severity},
+            CreateDebateRequest, DebateView, Report,
+        },
+        mission::{
+            spec::{AgentRole, Gate, Limits, MissionSpec},
+            CreateMissionRequest, MissionOutcome, MissionReport, MissionView, StepReport,
+        },
     },
     models::{
         determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
@@ -875,18 +881,6 @@ pub fn from_outcome(value: i32, field: &str) -> Result<Option<Outcome>> {
 
 /// A debate request, decoded (the spec is validated when the debate is created).
 pub fn create_debate_request(request: proto::CreateDebateRequest) -> Result<CreateDebateRequest> {
-    let defaults = Protocol::default();
-    let protocol = request.protocol.unwrap_or_default();
-    let mitigation_severities = if protocol.mitigation_severities.is_empty() {
-        defaults.mitigation_severities.clone()
-    } else {
-        protocol
-            .mitigation_severities
-            .iter()
-            .enumerate()
-            .map(|(index, value)| from_severity(*value, &format!("protocol.mitigation_severities[{index}]")))
-            .collect::<Result<_>>()?
-    };
     let spec = DebateSpec {
         proposal: request.proposal,
         context: request.context,
@@ -895,24 +889,8 @@ pub fn create_debate_request(request: proto::CreateDebateRequest) -> Result<Crea
             .into_iter()
             .map(|artifact| ContextArtifact { run_id: artifact.run_id, name: artifact.name, version: artifact.version })
             .collect(),
-        participants: request
-            .participants
-            .into_iter()
-            .map(|participant| Participant {
-                name: participant.name,
-                role: participant.role,
-                weight: if participant.weight == 0.0 { 1.0 } else { participant.weight },
-                veto: participant.veto,
-            })
-            .collect(),
-        protocol: Protocol {
-            max_cycles: protocol.max_cycles.unwrap_or(defaults.max_cycles),
-            approval_threshold: protocol.approval_threshold.unwrap_or(defaults.approval_threshold),
-            conditional_threshold: protocol.conditional_threshold.unwrap_or(defaults.conditional_threshold),
-            quorum: protocol.quorum.unwrap_or(defaults.quorum),
-            mitigation_severities,
-            reliability_weights: protocol.reliability_weights,
-        },
+        participants: participants(request.participants),
+        protocol: debate_protocol(request.protocol, Protocol::default(), "protocol")?,
     };
     Ok(CreateDebateRequest {
         workspace: request.workspace,
@@ -920,6 +898,52 @@ pub fn create_debate_request(request: proto::CreateDebateRequest) -> Result<Crea
         request_id: request.request_id,
         labels: request.labels.into_iter().collect(),
     })
+}
+
+fn participants(participants: Vec<proto::DebateParticipant>) -> Vec<Participant> {
+    participants
+        .into_iter()
+        .map(|participant| Participant {
+            name: participant.name,
+            role: participant.role,
+            weight: if participant.weight == 0.0 { 1.0 } else { participant.weight },
+            veto: participant.veto,
+        })
+        .collect()
+}
+
+/// A debate protocol: unset fields take `defaults`; `field` names it in errors.
+fn debate_protocol(protocol: Option<proto::DebateProtocol>, defaults: Protocol, field: &str) -> Result<Protocol> {
+    let protocol = protocol.unwrap_or_default();
+    let mitigation_severities = if protocol.mitigation_severities.is_empty() {
+        defaults.mitigation_severities.clone()
+    } else {
+        protocol
+            .mitigation_severities
+            .iter()
+            .enumerate()
+            .map(|(index, value)| from_severity(*value, &format!("{field}.mitigation_severities[{index}]")))
+            .collect::<Result<_>>()?
+    };
+    Ok(Protocol {
+        max_cycles: protocol.max_cycles.unwrap_or(defaults.max_cycles),
+        approval_threshold: protocol.approval_threshold.unwrap_or(defaults.approval_threshold),
+        conditional_threshold: protocol.conditional_threshold.unwrap_or(defaults.conditional_threshold),
+        quorum: protocol.quorum.unwrap_or(defaults.quorum),
+        mitigation_severities,
+        reliability_weights: protocol.reliability_weights,
+    })
+}
+
+fn debate_protocol_message(protocol: &Protocol) -> proto::DebateProtocol {
+    proto::DebateProtocol {
+        max_cycles: Some(protocol.max_cycles),
+        approval_threshold: Some(protocol.approval_threshold),
+        conditional_threshold: Some(protocol.conditional_threshold),
+        quorum: Some(protocol.quorum),
+        mitigation_severities: protocol.mitigation_severities.iter().map(|value| severity(*value).into()).collect(),
+        reliability_weights: protocol.reliability_weights,
+    }
 }
 
 /// A debate.
@@ -940,19 +964,12 @@ pub fn debate(view: &DebateView) -> proto::Debate {
                 veto: participant.veto,
             })
             .collect(),
-        protocol: Some(proto::DebateProtocol {
-            max_cycles: Some(spec.protocol.max_cycles),
-            approval_threshold: Some(spec.protocol.approval_threshold),
-            conditional_threshold: Some(spec.protocol.conditional_threshold),
-            quorum: Some(spec.protocol.quorum),
-            mitigation_severities: spec.protocol.mitigation_severities.iter().map(|value| severity(*value).into()).collect(),
-            reliability_weights: spec.protocol.reliability_weights,
-        }),
-        result: view.report.as_ref().map(|report| debate_result(report, view.report_artifact.clone().unwrap_or_default())),
+        protocol: Some(debate_protocol_message(&spec.protocol)),
+        result: view.report.as_ref().map(debate_result),
     }
 }
 
-fn debate_result(report: &Report, report_artifact_id: String) -> proto::DebateResult {
+fn debate_result(report: &Report) -> proto::DebateResult {
     let decision = &report.decision;
     let majority = serde_json::to_value(decision.majority).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
     proto::DebateResult {
@@ -1006,7 +1023,7 @@ fn debate_result(report: &Report, report_artifact_id: String) -> proto::DebateRe
             .collect(),
         mitigation_cycles: report.mitigation_cycles,
         cycle_bound_reached: report.cycle_bound_reached,
-        report_artifact_id,
+        report_artifact_id: report.report_artifact.clone().unwrap_or_default(),
     }
 }
 
@@ -1020,14 +1037,7 @@ pub fn debate_event(event: &RunEvent) -> Option<proto::DebateEvent> {
         EventKind::Workflow { event_type, data } if event_type == "debate.phase" => {
             Event::Phase(proto::DebatePhase { phase: text(data, "phase"), cycle: cycle(data) })
         }
-        EventKind::Workflow { event_type, data } if event_type == "debate.message" => Event::Message(proto::DebateMessage {
-            phase: text(data, "phase"),
-            cycle: cycle(data),
-            participant: text(data, "participant"),
-            role: text(data, "role"),
-            answer: data.get("answer").and_then(Value::as_object).map(json_to_struct),
-            abstained: text(data, "abstained"),
-        }),
+        EventKind::Workflow { event_type, data } if event_type == "debate.message" => Event::Message(debate_message(data)),
         EventKind::Workflow { event_type, data } if event_type == "debate.outcome" => {
             let decided = data.get("outcome").and_then(Value::as_str).and_then(Outcome::parse)?;
             Event::Outcome(outcome(decided).into())
@@ -1035,6 +1045,155 @@ pub fn debate_event(event: &RunEvent) -> Option<proto::DebateEvent> {
         _ => return None,
     };
     Some(proto::DebateEvent { sequence: event.sequence, time: Some(timestamp(event.time)), event: Some(payload) })
+}
+
+
+/// A debate's transcript message from its event's data.
+fn debate_message(data: &Value) -> proto::DebateMessage {
+    let text = |field: &str| data.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+    proto::DebateMessage {
+        phase: text("phase"),
+        cycle: data.get("cycle").and_then(Value::as_u64).and_then(|cycle| u32::try_from(cycle).ok()).unwrap_or_default(),
+        participant: text("participant"),
+        role: text("role"),
+        answer: data.get("answer").and_then(Value::as_object).map(json_to_struct),
+        abstained: text("abstained"),
+    }
+}
+
+/// A mission outcome.
+pub fn mission_outcome(outcome: MissionOutcome) -> proto::MissionOutcome {
+    match outcome {
+        MissionOutcome::Completed => proto::MissionOutcome::Completed,
+        MissionOutcome::Rejected => proto::MissionOutcome::Rejected,
+        MissionOutcome::Failed => proto::MissionOutcome::Failed,
+    }
+}
+
+/// A mission outcome filter: unspecified means none.
+pub fn from_mission_outcome(value: i32, field: &str) -> Result<Option<MissionOutcome>> {
+    match proto::MissionOutcome::try_from(value) {
+        Ok(proto::MissionOutcome::Unspecified) => Ok(None),
+        Ok(proto::MissionOutcome::Completed) => Ok(Some(MissionOutcome::Completed)),
+        Ok(proto::MissionOutcome::Rejected) => Ok(Some(MissionOutcome::Rejected)),
+        Ok(proto::MissionOutcome::Failed) => Ok(Some(MissionOutcome::Failed)),
+        Err(_) => Err(Error::invalid(field, format!("{value} is not a MissionOutcome"))),
+    }
+}
+
+/// A mission request, decoded (the spec is validated when the mission is created).
+pub fn create_mission_request(request: proto::CreateMissionRequest) -> Result<CreateMissionRequest> {
+    let defaults = MissionSpec {
+        request: String::new(),
+        roles: Vec::new(),
+        limits: Limits::default(),
+        gate: Gate::default(),
+        memory: true,
+    };
+    let limits = request.limits.unwrap_or_default();
+    let gate = request.gate.unwrap_or_default();
+    let spec = MissionSpec {
+        request: request.request,
+        roles: request.roles.into_iter().map(|role| AgentRole { name: role.name, description: role.description }).collect(),
+        limits: Limits {
+            parallelism: limits.parallelism.unwrap_or(defaults.limits.parallelism),
+            max_model_calls: limits.max_model_calls.unwrap_or(defaults.limits.max_model_calls),
+            max_steps: limits.max_steps.unwrap_or(defaults.limits.max_steps),
+            max_revisions: limits.max_revisions.unwrap_or(defaults.limits.max_revisions),
+        },
+        gate: Gate {
+            skip: gate.skip,
+            participants: participants(gate.participants),
+            protocol: debate_protocol(gate.protocol, defaults.gate.protocol, "gate.protocol")?,
+        },
+        memory: !request.no_memory,
+    };
+    Ok(CreateMissionRequest { workspace: request.workspace, spec, request_id: request.request_id, labels: request.labels.into_iter().collect() })
+}
+
+/// A mission.
+pub fn mission(view: &MissionView) -> proto::Mission {
+    proto::Mission {
+        id: view.run.id.to_string(),
+        run: Some(run(&view.run)),
+        request: view.spec.request.clone(),
+        roles: view.spec.roles.iter().map(|role| proto::AgentRole { name: role.name.clone(), description: role.description.clone() }).collect(),
+        result: view.report.as_ref().map(mission_result),
+    }
+}
+
+fn mission_step(step: &StepReport) -> proto::MissionStep {
+    let time = |micros: i64| (micros > 0).then(|| timestamp(Timestamp::from_micros(micros)));
+    proto::MissionStep {
+        id: step.id.clone(),
+        role: step.role.clone(),
+        state: serde_json::to_value(step.state).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+        attempts: step.attempts,
+        artifact_id: step.artifact.clone().unwrap_or_default(),
+        start_time: time(step.started_at_us),
+        finish_time: time(step.finished_at_us),
+        error: step.error.clone().unwrap_or_default(),
+    }
+}
+
+fn mission_result(report: &MissionReport) -> proto::MissionResult {
+    let plan = report.plan.as_ref();
+    proto::MissionResult {
+        outcome: mission_outcome(report.outcome).into(),
+        summary: report.summary.clone(),
+        plan_summary: plan.map(|plan| plan.summary.clone()).unwrap_or_default(),
+        plan: plan
+            .map(|plan| {
+                plan.steps
+                    .iter()
+                    .map(|step| proto::PlannedStep {
+                        id: step.id.clone(),
+                        role: step.role.clone(),
+                        instructions: step.instructions.clone(),
+                        depends_on: step.depends_on.clone(),
+                        needs_approval: step.needs_approval,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        gate: report.gate.as_ref().map(|gate| proto::MissionGateResult {
+            outcome: outcome(gate.outcome).into(),
+            score: gate.score,
+            vetoed_by: gate.vetoed_by.clone().unwrap_or_default(),
+            veto_reason: gate.veto_reason.clone().unwrap_or_default(),
+            conditions: gate.conditions.clone(),
+            report_artifact_id: gate.report_artifact.clone(),
+        }),
+        steps: report.steps.iter().map(mission_step).collect(),
+        memories: report.memories.clone(),
+        validations: report.validations,
+        model_calls: report.model_calls,
+    }
+}
+
+/// A mission's view of a run event: its progress, its gate's transcript, its state changes;
+/// `None` for the rest.
+pub fn mission_event(event: &RunEvent) -> Option<proto::MissionEvent> {
+    use proto::mission_event::Event;
+    let payload = match &event.kind {
+        EventKind::StateChanged { to, .. } => Event::State(state(*to).into()),
+        EventKind::Workflow { event_type, data } => match event_type.as_str() {
+            "mission.phase" => Event::Phase(data.get("phase").and_then(Value::as_str).unwrap_or_default().to_owned()),
+            "mission.step" => {
+                let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let state = data.get("state").and_then(Value::as_str).unwrap_or_default().to_owned();
+                Event::Step(proto::MissionStep { id, state, ..proto::MissionStep::default() })
+            }
+            "mission.outcome" => {
+                let ended = data.get("outcome").cloned().and_then(|value| serde_json::from_value::<MissionOutcome>(value).ok())?;
+                Event::Outcome(mission_outcome(ended).into())
+            }
+            "debate.message" => Event::Debate(debate_message(data)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(proto::MissionEvent { sequence: event.sequence, time: Some(timestamp(event.time)), event: Some(payload) })
 }
 
 

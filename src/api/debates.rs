@@ -40,7 +40,7 @@ impl DebateService for DebateApi {
     async fn list_debates(&self, request: Request<proto::ListDebatesRequest>) -> Result<Response<proto::ListDebatesResponse>, Status> {
         let request = request.into_inner();
         let outcome = convert::from_outcome(request.outcome, "outcome")?;
-        let page = self.debates.list(request.workspace, outcome, request.page_size, request.page_token).await?;
+        let page = self.debates.list(request.workspace, outcome.map(|outcome| outcome.as_str()), request.page_size, request.page_token).await?;
         Ok(Response::new(proto::ListDebatesResponse {
             debates: page.items.iter().map(convert::debate).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),

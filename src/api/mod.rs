@@ -5,6 +5,7 @@
 mod admin;
 mod artifacts;
 mod debates;
+mod missions;
 pub(crate) mod convert;
 mod models;
 mod runs;
@@ -18,6 +19,7 @@ use futures::Stream;
 pub use admin::AdminApi;
 pub use artifacts::ArtifactApi;
 pub use debates::DebateApi;
+pub use missions::MissionApi;
 pub use models::ModelApi;
 pub use runs::RunApi;
 pub use workers::WorkerApi;

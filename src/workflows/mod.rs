@@ -1,15 +1,19 @@
 //! What a run of each kind does, written as ordinary async code against a `RunContext`.
-//! The built-in kinds live here, with the domain workflows (`debate`; later task, mission,
+//! The built-in kinds live here, with the domain workflows (`debate`, `mission`; later task,
 //! recipe) in the same registry.
 
 mod basic;
 pub mod debate;
+pub mod mission;
 mod generate;
 mod input;
+pub mod resource;
 mod shell;
+pub mod structured;
 
 pub use basic::{Approval, Echo, Noop, Sleep, Steps};
 pub use debate::Debate;
+pub use mission::Mission;
 pub use generate::Generate;
 pub use shell::{Shell, ShellConfig};
 
@@ -26,6 +30,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("steps", Steps)
         .register("generate", Generate)
         .register("debate", Debate)
+        .register("mission", Mission)
         .register("shell", Shell::new(shell));
     registry
 }

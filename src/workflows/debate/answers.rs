@@ -1,19 +1,10 @@
 //! The structured answers each phase of a debate asks for: their JSON shape (stated in the
-//! prompt), how an answer is read from a model's text, and what makes one unusable. An unusable
-//! answer is asked for again once, with what was wrong; a second one is an abstention.
+//! prompt) and what makes one unusable (see `workflows::structured`).
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::spec::Severity;
-
-/// An answer a phase asks for.
-pub trait Answer: DeserializeOwned + Serialize + Clone + Send {
-    /// The JSON shape, as the prompt states it.
-    const SHAPE: &'static str;
-
-    /// What makes a well-formed answer unusable, if anything.
-    fn problem(&self) -> Option<String>;
-}
+use crate::workflows::structured::Answer;
 
 /// Opening: the proposal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,24 +122,10 @@ fn confidence_problem(confidence: f64) -> Option<String> {
     (!(0.0..=1.0).contains(&confidence)).then(|| format!("`confidence` is {confidence}; give a number from 0 to 1"))
 }
 
-/// Reads an answer from a model's text: the JSON object in it (a fenced code block or bare),
-/// checked. The error says what to fix, for the retry prompt.
-pub fn parse<A: Answer>(text: &str) -> Result<A, String> {
-    let start = text.find('{').ok_or("the answer has no JSON object")?;
-    let end = text.rfind('}').ok_or("the answer's JSON object is not closed")?;
-    if end < start {
-        return Err("the answer has no JSON object".to_owned());
-    }
-    let answer: A = serde_json::from_str(&text[start..=end]).map_err(|err| format!("the JSON does not fit the shape asked for: {err}"))?;
-    match answer.problem() {
-        Some(problem) => Err(problem),
-        None => Ok(answer),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflows::structured::parse;
 
     #[test]
     fn answers_are_read_from_bare_or_fenced_json() {

@@ -17,7 +17,7 @@ pub mod answers;
 mod service;
 pub mod spec;
 
-pub use service::{CreateDebateRequest, DebateView, Debates, KIND};
+pub use service::{CreateDebateRequest, DebateResource, DebateView, Debates};
 
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use self::{
     aggregate::{Ballot, Decision},
-    answers::{Answer, Challenge, Mitigation, Opening, Vote},
+    answers::{Challenge, Mitigation, Opening, Vote},
     spec::{DebateSpec, Participant, Severity},
 };
 use crate::{
@@ -34,7 +34,7 @@ use crate::{
     domain::{ArtifactKind, Reliability},
     engine::{RunContext, Workflow, WorkflowError},
     error::Result,
-    models::{Message, ModelRequest, Origin, Role},
+    workflows::structured::{ask, Answer, Answered},
 };
 
 /// The version of the prompts below, journaled with every call.
@@ -55,7 +55,7 @@ impl Workflow for Debate {
 
     async fn run(&self, ctx: &RunContext) -> Result<Value, WorkflowError> {
         let spec = DebateSpec::from_input(ctx.input()).map_err(|err| WorkflowError::invalid_input(err.to_string()))?;
-        let report = debate(ctx, &spec).await?;
+        let report = deliberate(ctx, &spec, None).await?;
         let bytes = serde_json::to_vec_pretty(&report).map_err(|err| WorkflowError::fatal(format!("the report cannot be written: {err}")))?;
         let header = UploadHeader {
             name: REPORT_NAME.to_owned(),
@@ -64,11 +64,8 @@ impl Workflow for Debate {
             ..UploadHeader::default()
         };
         let stored = ctx.put_artifact("report", header, &bytes).await?;
-        let mut output = serde_json::to_value(&report).map_err(|err| WorkflowError::fatal(format!("the report cannot be written: {err}")))?;
-        if let Value::Object(fields) = &mut output {
-            fields.insert("report_artifact".into(), json!(stored.id));
-        }
-        Ok(output)
+        let report = Report { report_artifact: Some(stored.id), ..report };
+        serde_json::to_value(&report).map_err(|err| WorkflowError::fatal(format!("the report cannot be written: {err}")))
     }
 }
 
@@ -142,29 +139,33 @@ pub struct Report {
     pub cycle_bound_reached: bool,
     /// Participants whose answers were unusable twice, by step.
     pub abstentions: Vec<Value>,
+    /// The id of this report's artifact (`debate/report.json`), in the run's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_artifact: Option<String>,
 }
 
-/// An answer, or an abstention after a second unusable one.
-enum Answered<A> {
-    Given(A),
-    Abstained(String),
-}
-
-/// Runs the phases and decides.
-async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowError> {
+/// Runs the phases and decides. With `given`, the proposal is that text (a mission's plan) and
+/// the opening is skipped; otherwise the proposer writes it from the spec's request.
+pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<String>) -> Result<Report, WorkflowError> {
     let context = context_text(ctx, spec).await?;
     let proposer = spec.proposer().ok_or_else(|| WorkflowError::invalid_input("a debate needs a participant"))?;
     let mut abstentions = Vec::new();
 
-    phase(ctx, "opening", 0).await?;
-    let prompt = format!("{context}Write the proposal for the panel to judge, for this request:\n\n{}", spec.proposal);
-    let opening = ask::<Opening>(ctx, &format!("opening/{}", proposer.name), proposer, &prompt).await?;
-    message(ctx, "opening", 0, proposer, &opening).await?;
-    let original = match opening {
-        Answered::Given(opening) => opening.proposal,
-        Answered::Abstained(reason) => {
-            abstentions.push(json!({ "step": format!("opening/{}", proposer.name), "participant": proposer.name, "reason": reason }));
-            spec.proposal.clone()
+    let original = match given {
+        Some(proposal) => proposal,
+        None => {
+            phase(ctx, "opening", 0).await?;
+            let prompt = format!("{context}Write the proposal for the panel to judge, for this request:\n\n{}", spec.proposal);
+            let key = format!("opening/{}", proposer.name);
+            let opening = ask::<Opening>(ctx, &key, &proposer.role, role_instructions(&proposer.role), &prompt, PROMPT_VERSION).await?;
+            message(ctx, "opening", 0, proposer, &opening).await?;
+            match opening {
+                Answered::Given(opening) => opening.proposal,
+                Answered::Abstained(reason) => {
+                    abstentions.push(json!({ "step": key, "participant": proposer.name, "reason": reason }));
+                    spec.proposal.clone()
+                }
+            }
         }
     };
     let mut proposal = original.clone();
@@ -184,7 +185,7 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
             risk_list("Risks raised before", risks.iter())
         );
         let keys: Vec<String> = challengers.iter().map(|participant| format!("challenge-{cycle}/{}", participant.name)).collect();
-        let answers = join_all(challengers.iter().zip(&keys).map(|(participant, key)| ask::<Challenge>(ctx, key, participant, &prompt))).await;
+        let answers = join_all(challengers.iter().zip(&keys).map(|(participant, key)| ask::<Challenge>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
         let mut blocking_raised = 0;
         let mut challengers_blocking = 0;
         for ((participant, key), answer) in challengers.iter().zip(&keys).zip(answers) {
@@ -234,7 +235,7 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
         let open = risks.iter().filter(|risk| risk.blocking && risk.status == RiskStatus::Open);
         let prompt = format!("{context}Revise your proposal so that it handles these risks.\n\nProposal:\n{proposal}\n{}", risk_list("Risks to handle", open));
         let key = format!("mitigation-{cycle}/{}", proposer.name);
-        let answer = ask::<Mitigation>(ctx, &key, proposer, &prompt).await?;
+        let answer = ask::<Mitigation>(ctx, &key, &proposer.role, role_instructions(&proposer.role), &prompt, PROMPT_VERSION).await?;
         message(ctx, "mitigation", cycle, proposer, &answer).await?;
         cycles = cycle;
         match answer {
@@ -274,7 +275,7 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
         risk_list("Risks raised", risks.iter())
     );
     let keys: Vec<String> = spec.participants.iter().map(|participant| format!("vote/{}", participant.name)).collect();
-    let answers = join_all(spec.participants.iter().zip(&keys).map(|(participant, key)| ask::<Vote>(ctx, key, participant, &prompt))).await;
+    let answers = join_all(spec.participants.iter().zip(&keys).map(|(participant, key)| ask::<Vote>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
     let mut ballots = Vec::new();
     for ((participant, key), answer) in spec.participants.iter().zip(&keys).zip(answers) {
         let answer = answer?;
@@ -325,6 +326,7 @@ async fn debate(ctx: &RunContext, spec: &DebateSpec) -> Result<Report, WorkflowE
         mitigation_cycles: cycles,
         cycle_bound_reached: bound_reached,
         abstentions,
+        report_artifact: None,
     })
 }
 
@@ -347,28 +349,6 @@ async fn context_text(ctx: &RunContext, spec: &DebateSpec) -> Result<String, Wor
 fn risk_list<'a>(heading: &str, risks: impl Iterator<Item = &'a Risk>) -> String {
     let lines: Vec<String> = risks.map(|risk| format!("- {} [{}] {} (raised by {})", risk.id, risk.severity.as_str(), risk.description, risk.raised_by)).collect();
     if lines.is_empty() { String::new() } else { format!("\n{heading}:\n{}\n", lines.join("\n")) }
-}
-
-/// Asks a participant for an answer of type `A` as the journaled step `key`; an unusable
-/// answer is asked for again once (step `key/retry`) with what was wrong.
-async fn ask<A: Answer>(ctx: &RunContext, key: &str, participant: &Participant, prompt: &str) -> Result<Answered<A>, WorkflowError> {
-    let mut request = ModelRequest::prompt(format!("{prompt}\n\nAnswer with only a JSON object of this shape:\n{}", A::SHAPE));
-    request.system = Some(role_instructions(&participant.role));
-    request.origin = Origin { role: Some(participant.role.clone()), ..Origin::default() };
-    let first = ctx.generate(key, request.clone(), Some(PROMPT_VERSION)).await?;
-    let problem = match answers::parse::<A>(&first.text) {
-        Ok(answer) => return Ok(Answered::Given(answer)),
-        Err(problem) => problem,
-    };
-    request.messages.push(Message { role: Role::Assistant, content: first.text });
-    request.messages.push(Message::user(format!(
-        "That answer could not be used: {problem}. Answer again with only the JSON object of the shape asked for."
-    )));
-    let second = ctx.generate(&format!("{key}/retry"), request, Some(PROMPT_VERSION)).await?;
-    Ok(match answers::parse::<A>(&second.text) {
-        Ok(answer) => Answered::Given(answer),
-        Err(problem) => Answered::Abstained(format!("two unusable answers; the second: {problem}")),
-    })
 }
 
 /// What a role is asked to be.
