@@ -47,6 +47,7 @@ use tokio::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+mod artifacts;
 mod models;
 
 use crate::{
@@ -87,6 +88,10 @@ pub enum Workload {
     /// The model layer's own cost per call: the router, and journaled calls in a run. Measured
     /// in-process without a server; only with `--only models`.
     Models,
+    /// Artifact upload and download throughput (1 MiB and `--large-artifact-mib`) against a
+    /// file copy on the same disk, and memory per concurrent transfer; only with
+    /// `--only artifacts`.
+    Artifacts,
 }
 
 /// Options of `conclave bench`.
@@ -137,8 +142,8 @@ pub struct BenchArgs {
     /// Postgres connection pool size of the server, per server process with `--processes`.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
-    /// Run only one workload (`throughput` includes the latency under load). `models` is not
-    /// part of the default set: it runs only when named here.
+    /// Run only one workload (`throughput` includes the latency under load). `models` and
+    /// `artifacts` are not part of the default set: they run only when named here.
     #[arg(long, value_enum)]
     pub only: Option<Workload>,
     /// Models workload: calls of `Router::route` (and as many of the mock provider directly)
@@ -155,6 +160,23 @@ pub struct BenchArgs {
     /// runs, for comparison).
     #[arg(long, default_value_t = 200)]
     pub generate_runs: usize,
+    /// Artifacts workload: rounds of the copy baseline and of the large artifact's upload and
+    /// download (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub artifact_rounds: usize,
+    /// Artifacts workload: distinct 1 MiB artifacts uploaded one at a time, then downloaded
+    /// (and as many 1 MiB files copied by the baseline).
+    #[arg(long, default_value_t = 64)]
+    pub small_artifacts: usize,
+    /// Artifacts workload: the size of the large artifact (and of the baseline's large file), in
+    /// MiB. The bench keeps what it writes until it ends: about 14 times this much disk with 3
+    /// rounds.
+    #[arg(long, default_value_t = 256)]
+    pub large_artifact_mib: u64,
+    /// Artifacts workload: uploads (then downloads) of 64 MiB made at once while the process's
+    /// resident memory is sampled.
+    #[arg(long, default_value_t = 8)]
+    pub concurrent_transfers: usize,
     /// Measure `conclave serve` child processes on one Postgres database instead of an
     /// in-process server: a comma-separated list of process counts, each measured on a fresh
     /// database (e.g. `--store postgres --processes 1,2,4`). Each process has `--workers` slots
@@ -284,6 +306,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
         ("model_callers", args.model_callers),
         ("journaled_calls", args.journaled_calls),
         ("generate_runs", args.generate_runs),
+        ("artifact_rounds", args.artifact_rounds),
+        ("small_artifacts", args.small_artifacts),
+        ("concurrent_transfers", args.concurrent_transfers),
     ];
     if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
         return Err(Error::invalid(*field, "must be at least 1"));
@@ -293,6 +318,13 @@ fn validate(args: &BenchArgs) -> Result<()> {
     }
     if args.log_burst == 0 || !args.log_lines.is_multiple_of(args.log_burst) {
         return Err(Error::invalid("log_burst", "must be at least 1 and divide --log-lines"));
+    }
+    let max_artifact_mib = ArtifactsConfig::default().max_bytes >> 20;
+    if args.large_artifact_mib == 0 || args.large_artifact_mib > max_artifact_mib {
+        return Err(Error::invalid("large_artifact_mib", format!("must be from 1 to {max_artifact_mib} (the server's artifact limit)")));
+    }
+    if args.concurrent_transfers > artifacts::MAX_CONCURRENT_TRANSFERS {
+        return Err(Error::invalid("concurrent_transfers", format!("must be at most {}", artifacts::MAX_CONCURRENT_TRANSFERS)));
     }
     if args.log_interval_ms > 60_000 {
         return Err(Error::invalid("log_interval_ms", "must be at most 60,000 (the echo kind's limit)"));
@@ -309,6 +341,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
         }
         if args.only == Some(Workload::Models) {
             return Err(Error::invalid("only", "the models workload is measured in-process only, not with --processes"));
+        }
+        if args.only == Some(Workload::Artifacts) {
+            return Err(Error::invalid("only", "the artifacts workload is measured in-process only, not with --processes"));
         }
     }
     Ok(())
@@ -334,12 +369,16 @@ async fn bench_store(setup: Setup, url: &str, args: &BenchArgs, report: &mut Rep
     if args.only == Some(Workload::Models) {
         return models::bench(setup, url, args, report).await;
     }
+    // The artifacts workload starts a server of its own, with its blobs next to the store.
+    if args.only == Some(Workload::Artifacts) {
+        return artifacts::bench(setup, url, args, report).await;
+    }
     let engine = EngineConfig {
         worker_id: WorkerId::new(format!("bench-{}", std::process::id())),
         worker_slots: args.workers,
         ..EngineConfig::default()
     };
-    let server = BenchServer::start(url.to_owned(), engine, args.db_connections).await?;
+    let server = BenchServer::start(url.to_owned(), engine, args.db_connections, ArtifactsConfig::default()).await?;
     progress(setup, format_args!("server listening on {}", server.addr));
     let servers = Servers { addrs: vec![server.addr], pids: Vec::new() };
     let result = run_workloads(setup, &servers, args, report).await;
@@ -1439,12 +1478,12 @@ struct BenchServer {
 }
 
 impl BenchServer {
-    async fn start(url: String, config: EngineConfig, db_connections: u32) -> Result<Self> {
+    async fn start(url: String, config: EngineConfig, db_connections: u32, artifacts: ArtifactsConfig) -> Result<Self> {
         let (ready_tx, ready) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(SERVER_THREAD.into())
-            .spawn(move || serve_on_own_runtime(&url, config, db_connections, ready_tx, stop_rx))
+            .spawn(move || serve_on_own_runtime(&url, config, db_connections, artifacts, ready_tx, stop_rx))
             .map_err(|err| Error::Internal(format!("cannot start the server thread: {err}")))?;
         match ready.await {
             Ok(Ok(addr)) => Ok(Self { addr, stop: Some(stop), thread: Some(thread) }),
@@ -1484,6 +1523,7 @@ fn serve_on_own_runtime(
     url: &str,
     config: EngineConfig,
     db_connections: u32,
+    artifacts: ArtifactsConfig,
     ready: oneshot::Sender<Result<SocketAddr>>,
     stop: oneshot::Receiver<()>,
 ) -> Result<()> {
@@ -1495,7 +1535,7 @@ fn serve_on_own_runtime(
         .build()
         .map_err(|err| Error::Internal(format!("cannot build the server runtime: {err}")))?;
     runtime.block_on(async move {
-        let (engine, listener, addr) = match open_server(url, config, db_connections).await {
+        let (engine, listener, addr) = match open_server(url, config, db_connections, artifacts).await {
             Ok(opened) => opened,
             Err(err) => {
                 let _ = ready.send(Err(err));
@@ -1511,10 +1551,10 @@ fn serve_on_own_runtime(
     })
 }
 
-async fn open_server(url: &str, config: EngineConfig, db_connections: u32) -> Result<(Engine, TcpListener, SocketAddr)> {
+async fn open_server(url: &str, config: EngineConfig, db_connections: u32, artifacts: ArtifactsConfig) -> Result<(Engine, TcpListener, SocketAddr)> {
     let store = store::open(url, db_connections).await?;
     let router = Arc::new(crate::models::ModelsConfig::default().build(store.clone())?);
-    let artifacts = Arc::new(Artifacts::open(store.clone(), ArtifactsConfig::default())?);
+    let artifacts = Arc::new(Artifacts::open(store.clone(), artifacts)?);
     let engine = Engine::new(store, workflows::builtin_registry(Default::default()), router, artifacts, config);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
