@@ -49,6 +49,7 @@ use tonic::transport::{Channel, Endpoint};
 
 mod artifacts;
 mod models;
+mod orchestration;
 
 use crate::{
     artifacts::{Artifacts, ArtifactsConfig},
@@ -92,6 +93,10 @@ pub enum Workload {
     /// file copy on the same disk, and memory per concurrent transfer; only with
     /// `--only artifacts`.
     Artifacts,
+    /// Orchestration overhead of a five-role debate with two mitigation cycles and of a
+    /// 50-step mission DAG, with the mock provider answering at once; only with
+    /// `--only workflows`.
+    Workflows,
 }
 
 /// Options of `conclave bench`.
@@ -142,8 +147,9 @@ pub struct BenchArgs {
     /// Postgres connection pool size of the server, per server process with `--processes`.
     #[arg(long, default_value_t = 16)]
     pub db_connections: u32,
-    /// Run only one workload (`throughput` includes the latency under load). `models` and
-    /// `artifacts` are not part of the default set: they run only when named here.
+    /// Run only one workload (`throughput` includes the latency under load). `models`,
+    /// `artifacts` and `workflows` are not part of the default set: they run only when named
+    /// here.
     #[arg(long, value_enum)]
     pub only: Option<Workload>,
     /// Models workload: calls of `Router::route` (and as many of the mock provider directly)
@@ -160,6 +166,12 @@ pub struct BenchArgs {
     /// runs, for comparison).
     #[arg(long, default_value_t = 200)]
     pub generate_runs: usize,
+    /// Workflows workload: debates run one at a time.
+    #[arg(long, default_value_t = 20)]
+    pub debates: usize,
+    /// Workflows workload: 50-step missions run one at a time.
+    #[arg(long, default_value_t = 5)]
+    pub missions: usize,
     /// Artifacts workload: rounds of the copy baseline and of the large artifact's upload and
     /// download (the median is reported).
     #[arg(long, default_value_t = 3)]
@@ -307,6 +319,8 @@ fn validate(args: &BenchArgs) -> Result<()> {
         ("journaled_calls", args.journaled_calls),
         ("generate_runs", args.generate_runs),
         ("artifact_rounds", args.artifact_rounds),
+        ("debates", args.debates),
+        ("missions", args.missions),
         ("small_artifacts", args.small_artifacts),
         ("concurrent_transfers", args.concurrent_transfers),
     ];
@@ -345,6 +359,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
         if args.only == Some(Workload::Artifacts) {
             return Err(Error::invalid("only", "the artifacts workload is measured in-process only, not with --processes"));
         }
+        if args.only == Some(Workload::Workflows) {
+            return Err(Error::invalid("only", "the workflows workload is measured in-process only, not with --processes"));
+        }
     }
     Ok(())
 }
@@ -372,6 +389,9 @@ async fn bench_store(setup: Setup, url: &str, args: &BenchArgs, report: &mut Rep
     // The artifacts workload starts a server of its own, with its blobs next to the store.
     if args.only == Some(Workload::Artifacts) {
         return artifacts::bench(setup, url, args, report).await;
+    }
+    if args.only == Some(Workload::Workflows) {
+        return orchestration::bench(setup, url, args, report).await;
     }
     let engine = EngineConfig {
         worker_id: WorkerId::new(format!("bench-{}", std::process::id())),

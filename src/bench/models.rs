@@ -593,7 +593,7 @@ async fn one_at_a_time(engine: &Engine, kind: &str, input: Value, runs: usize) -
 
 /// Creates a run and waits (by watching its events) until it has succeeded; fails if it ended
 /// otherwise or took longer than `limit`.
-async fn finished_run(engine: &Engine, kind: &str, input: Value, limit: Duration) -> Result<Run> {
+pub(super) async fn finished_run(engine: &Engine, kind: &str, input: Value, limit: Duration) -> Result<Run> {
     let Value::Object(input) = input else { return Err(Error::Internal("a bench run's input must be an object".into())) };
     let run = engine.create_run(CreateRunRequest { kind: kind.to_owned(), input, ..CreateRunRequest::default() }).await?;
     let watch = async {

@@ -365,8 +365,16 @@ impl RunContext {
     /// Appends a workflow event (a transcript message, a vote, a gate result) to the run's
     /// event stream.
     pub async fn emit(&self, event_type: &str, data: Value) -> Result<(), WorkflowError> {
+        self.emit_all(vec![(event_type.to_owned(), data)]).await
+    }
+
+    /// Appends several workflow events in order, in one write (a round's messages).
+    pub async fn emit_all(&self, events: Vec<(String, Value)>) -> Result<(), WorkflowError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         self.check_running()?;
-        self.host.emit(&self.lease, event_type, data).await?;
+        self.host.emit(&self.lease, &events).await?;
         Ok(())
     }
 

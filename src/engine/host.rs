@@ -64,8 +64,8 @@ pub trait AttemptHost: Send + Sync + 'static {
     /// Commits a finished step's result to the run's journal.
     async fn record_step(&self, lease: &Lease, entry: JournalEntry) -> Result<()>;
 
-    /// Appends a workflow event to the run's event stream.
-    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()>;
+    /// Appends workflow events (type and data) to the run's event stream, in order.
+    async fn emit(&self, lease: &Lease, events: &[(String, Value)]) -> Result<()>;
 
     /// Puts the run in the waiting state until a decision for `key` arrives.
     async fn suspend(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()>;
@@ -118,9 +118,9 @@ impl AttemptHost for Core {
         Ok(())
     }
 
-    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()> {
-        let (lease, event_type, now) = (lease.clone(), event_type.to_owned(), Timestamp::now());
-        self.update(lease.run_id, move |run| lifecycle::workflow_event(run, &lease, &event_type, data.clone(), now)).await?;
+    async fn emit(&self, lease: &Lease, events: &[(String, Value)]) -> Result<()> {
+        let (lease, events, now) = (lease.clone(), events.to_vec(), Timestamp::now());
+        self.update(lease.run_id, move |run| lifecycle::workflow_events(run, &lease, &events, now)).await?;
         Ok(())
     }
 

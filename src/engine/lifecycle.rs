@@ -279,10 +279,16 @@ pub fn record_step(run: &Run, lease: &Lease, entry: JournalEntry) -> Result<Upda
 
 /// A workflow event, written under the lease.
 pub fn workflow_event(run: &Run, lease: &Lease, event_type: &str, data: Value, now: Timestamp) -> Result<Update> {
+    workflow_events(run, lease, &[(event_type.to_owned(), data)], now)
+}
+
+/// [`workflow_event`] for several events, appended in order in one change.
+pub fn workflow_events(run: &Run, lease: &Lease, events: &[(String, Value)], now: Timestamp) -> Result<Update> {
     check_lease(run, lease)?;
     let mut next = run.clone();
     next.updated_at = now;
-    Ok(Update::new(next, vec![EventKind::Workflow { event_type: event_type.to_owned(), data }]))
+    let events = events.iter().map(|(event_type, data)| EventKind::Workflow { event_type: event_type.clone(), data: data.clone() }).collect();
+    Ok(Update::new(next, events))
 }
 
 /// Maintenance: a running run whose lease lapsed is queued again (or failed when its attempts

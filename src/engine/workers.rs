@@ -119,7 +119,7 @@ impl Engine {
     /// Appends a workflow event to a run held under `lease`.
     pub async fn emit_event(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()> {
         check_text("event_type", event_type, MAX_EVENT_TYPE)?;
-        self.core.emit(lease, event_type, data).await
+        self.core.emit(lease, &[(event_type.to_owned(), data)]).await
     }
 
     /// Puts a run held under `lease` in the waiting state until a decision for `key` arrives.

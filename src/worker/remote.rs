@@ -252,15 +252,19 @@ impl AttemptHost for RemoteHost {
         .map(drop)
     }
 
-    async fn emit(&self, lease: &Lease, event_type: &str, data: Value) -> Result<()> {
-        let (run_id, epoch) = lease_request(lease);
-        let request = proto::EmitEventRequest { run_id, epoch, event_type: event_type.to_owned(), data: Some(convert::json_to_value(&data)) };
-        self.servers.call(|mut client| {
-            let request = request.clone();
-            async move { client.emit_event(request).await }
-        })
-        .await
-        .map(drop)
+    async fn emit(&self, lease: &Lease, events: &[(String, Value)]) -> Result<()> {
+        // `EmitEvent` carries one event; they go one by one, in order.
+        for (event_type, data) in events {
+            let (run_id, epoch) = lease_request(lease);
+            let request = proto::EmitEventRequest { run_id, epoch, event_type: event_type.clone(), data: Some(convert::json_to_value(data)) };
+            self.servers
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.emit_event(request).await }
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     async fn suspend(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()> {

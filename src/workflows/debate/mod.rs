@@ -188,9 +188,10 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
         let answers = join_all(challengers.iter().zip(&keys).map(|(participant, key)| ask::<Challenge>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
         let mut blocking_raised = 0;
         let mut challengers_blocking = 0;
+        let mut transcript = Vec::new();
         for ((participant, key), answer) in challengers.iter().zip(&keys).zip(answers) {
             let answer = answer?;
-            message(ctx, "challenge", cycle, participant, &answer).await?;
+            transcript.push(transcript_entry("challenge", cycle, participant, &answer));
             match answer {
                 Answered::Given(challenge) => {
                     let before = blocking_raised;
@@ -215,6 +216,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
                 }
             }
         }
+        ctx.emit_all(transcript).await?;
         rounds.push(Round {
             phase: "challenge".into(),
             cycle,
@@ -277,9 +279,10 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
     let keys: Vec<String> = spec.participants.iter().map(|participant| format!("vote/{}", participant.name)).collect();
     let answers = join_all(spec.participants.iter().zip(&keys).map(|(participant, key)| ask::<Vote>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
     let mut ballots = Vec::new();
+    let mut transcript = Vec::new();
     for ((participant, key), answer) in spec.participants.iter().zip(&keys).zip(answers) {
         let answer = answer?;
-        message(ctx, "vote", 0, participant, &answer).await?;
+        transcript.push(transcript_entry("vote", 0, participant, &answer));
         let (vote, abstained) = match answer {
             Answered::Given(vote) => (Some(vote), None),
             Answered::Abstained(reason) => {
@@ -299,7 +302,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
         });
     }
 
-    phase(ctx, "aggregation", 0).await?;
+    ctx.emit_all(transcript).await?;
     let open: Vec<String> = risks
         .iter()
         .filter(|risk| risk.blocking && risk.status != RiskStatus::Mitigated)
@@ -315,7 +318,11 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
         .collect();
     ctx.record_debate_votes("record-votes", &record).await?;
     rounds.push(Round { phase: "vote".into(), cycle: 0, agreement: decision.agreement });
-    ctx.emit("debate.outcome", json!({ "outcome": decision.outcome, "score": decision.score, "majority": decision.majority })).await?;
+    ctx.emit_all(vec![
+        ("debate.phase".to_owned(), json!({ "phase": "aggregation", "cycle": 0 })),
+        ("debate.outcome".to_owned(), json!({ "outcome": decision.outcome, "score": decision.score, "majority": decision.majority })),
+    ])
+    .await?;
     Ok(Report {
         decision,
         original_proposal: original,
@@ -371,6 +378,11 @@ async fn phase(ctx: &RunContext, phase: &str, cycle: u32) -> Result<(), Workflow
 
 /// Records an answer (or an abstention) in the transcript.
 async fn message<A: Answer>(ctx: &RunContext, phase: &str, cycle: u32, participant: &Participant, answer: &Answered<A>) -> Result<(), WorkflowError> {
+    ctx.emit_all(vec![transcript_entry(phase, cycle, participant, answer)]).await
+}
+
+/// The transcript event of an answer (or an abstention); a round's entries are written together.
+fn transcript_entry<A: Answer>(phase: &str, cycle: u32, participant: &Participant, answer: &Answered<A>) -> (String, Value) {
     let content = match answer {
         Answered::Given(answer) => json!({ "answer": answer }),
         Answered::Abstained(reason) => json!({ "abstained": reason }),
@@ -379,5 +391,5 @@ async fn message<A: Answer>(ctx: &RunContext, phase: &str, cycle: u32, participa
     if let (Value::Object(data), Value::Object(content)) = (&mut data, content) {
         data.extend(content);
     }
-    ctx.emit("debate.message", data).await
+    ("debate.message".to_owned(), data)
 }

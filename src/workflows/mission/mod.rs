@@ -429,17 +429,25 @@ impl Runner<'_> {
                 running.push(self.step(step));
                 waiting.remove(index);
             }
+            // Nothing else is awaited while steps are in flight: a step holding the store's only
+            // writer connection mid-transaction would wait for a poll that never comes.
             let Some(done) = running.next().await else { break };
             let done = done?;
             finished_here.insert(done.id.clone());
-            self.ctx.emit("mission.step", json!({ "id": done.id, "state": done.state, "revision": self.revision })).await?;
             states.insert(done.id.clone(), done);
         }
         Ok(())
     }
 
-    /// Does one step: its approval, its inputs, its agent's call, its output.
+    /// Does one step and reports it in the transcript.
     async fn step(&self, step: &PlanStep) -> Result<StepReport, WorkflowError> {
+        let done = self.do_step(step).await?;
+        self.ctx.emit("mission.step", json!({ "id": done.id, "state": done.state, "revision": self.revision })).await?;
+        Ok(done)
+    }
+
+    /// Does one step: its approval, its inputs, its agent's call, its output.
+    async fn do_step(&self, step: &PlanStep) -> Result<StepReport, WorkflowError> {
         let ctx = self.ctx;
         let key = format!("step/{}/r{}", step.id, self.revision);
         let mut report = StepReport {
