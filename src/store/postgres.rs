@@ -116,9 +116,18 @@ impl Leadership {
         }
     }
 
-    /// Gives the lock up by closing its connection.
+    /// Gives the lock up: unlocks it (so another process can take it as soon as this returns;
+    /// a closed connection's locks are released only when its server process has exited), then
+    /// closes its connection.
     pub async fn resign(&self) {
-        if let Some((connection, _)) = self.session.lock().await.take() {
+        if let Some((mut connection, held)) = self.session.lock().await.take() {
+            if held {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                    .bind(LEADER_LOCK.0)
+                    .bind(LEADER_LOCK.1)
+                    .execute(&mut connection)
+                    .await;
+            }
             let _ = connection.close().await;
         }
     }
