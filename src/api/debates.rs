@@ -1,13 +1,11 @@
 //! `conclave.v1.DebateService`: decodes each request, calls [`Debates`], encodes the answer.
 
-use futures::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, ResponseStream};
+use super::{convert, resource_events, ResponseStream};
 use crate::{
     domain::RunId,
-    engine::{Delivery, Engine},
+    engine::Engine,
     proto::{self, debate_service_server::DebateService},
     workflows::debate::Debates,
 };
@@ -59,15 +57,6 @@ impl DebateService for DebateApi {
     async fn watch_debate(&self, request: Request<proto::WatchDebateRequest>) -> Result<Response<Self::WatchDebateStream>, Status> {
         let request = request.into_inner();
         let deliveries = self.debates.watch(RunId::parse("id", &request.id)?, request.after_sequence).await?;
-        let events = ReceiverStream::new(deliveries).flat_map(|delivery| {
-            let events: Vec<Result<proto::DebateEvent, Status>> = match delivery {
-                Ok(Delivery::Items(events)) => events.iter().filter_map(convert::debate_event).map(Ok).collect(),
-                // Heartbeats and catch-up notices concern the run's stream, not the transcript.
-                Ok(Delivery::Heartbeat { .. } | Delivery::Lagged { .. }) => Vec::new(),
-                Err(err) => vec![Err(Status::from(err))],
-            };
-            futures::stream::iter(events)
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(resource_events(deliveries, convert::debate_event)))
     }
 }

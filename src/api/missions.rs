@@ -1,13 +1,11 @@
 //! `conclave.v1.MissionService`: decodes each request, calls [`Missions`], encodes the answer.
 
-use futures::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, ResponseStream};
+use super::{convert, resource_events, ResponseStream};
 use crate::{
     domain::RunId,
-    engine::{Delivery, Engine},
+    engine::Engine,
     proto::{self, mission_service_server::MissionService},
     workflows::mission::Missions,
 };
@@ -59,14 +57,6 @@ impl MissionService for MissionApi {
     async fn watch_mission(&self, request: Request<proto::WatchMissionRequest>) -> Result<Response<Self::WatchMissionStream>, Status> {
         let request = request.into_inner();
         let deliveries = self.missions.watch(RunId::parse("id", &request.id)?, request.after_sequence).await?;
-        let events = ReceiverStream::new(deliveries).flat_map(|delivery| {
-            let events: Vec<Result<proto::MissionEvent, Status>> = match delivery {
-                Ok(Delivery::Items(events)) => events.iter().filter_map(convert::mission_event).map(Ok).collect(),
-                Ok(Delivery::Heartbeat { .. } | Delivery::Lagged { .. }) => Vec::new(),
-                Err(err) => vec![Err(Status::from(err))],
-            };
-            futures::stream::iter(events)
-        });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(resource_events(deliveries, convert::mission_event)))
     }
 }
