@@ -301,8 +301,8 @@ async fn bad_debates_are_refused_field_by_field(database: &TestDatabase) {
     let bad = proto::CreateDebateRequest {
         proposal: String::new(),
         participants: vec![
-            proto::DebateParticipant { name: "a".into(), role: "critic".into(), weight: -1.0, veto: true },
-            proto::DebateParticipant { name: "a".into(), role: "critic".into(), weight: 1.0, veto: false },
+            proto::DebateParticipant { name: "a".into(), role: "critic".into(), weight: -1.0, veto: true, ..Default::default() },
+            proto::DebateParticipant { name: "a".into(), role: "critic".into(), weight: 1.0, veto: false, ..Default::default() },
         ],
         protocol: Some(proto::DebateProtocol { quorum: Some(1.5), ..Default::default() }),
         ..Default::default()
@@ -344,7 +344,36 @@ async fn reliability_from_past_debates_weighs_the_votes(database: &TestDatabase)
     server.shutdown().await;
 }
 
+/// A participant with a chain of its own is answered by those providers, not its role's chain.
+async fn a_participant_speaks_through_its_own_chain(database: &TestDatabase) {
+    let script = format!("{OPENING}{NO_RISKS}{}", votes(true, 0.9));
+    let file: toml::Table = toml::from_str(&format!(
+        "[providers.mock]\ntype = \"mock\"\n{script}\n[providers.other]\ntype = \"mock\"\n[[providers.other.script]]\nstep = \"vote/\"\njson = {{ approve = true, confidence = 0.5, rationale = \"from the other provider\" }}\n"
+    ))
+    .expect("script");
+    let providers = file["providers"].clone().try_into().expect("providers");
+    let models = ModelsConfig { providers, router: RouterSettings { chain: vec!["mock".into()], ..RouterSettings::default() } };
+    let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), fast_config(), models).await;
+    let mut create = request("Adopt the plan");
+    create.participants = vec![
+        proto::DebateParticipant { name: "proposer".into(), role: "proposer".into(), ..Default::default() },
+        proto::DebateParticipant { name: "security".into(), role: "security".into(), veto: true, chain: vec!["other#sec".into()], ..Default::default() },
+    ];
+    let debate = decided(&server, create).await;
+    let rationales: Vec<(&str, &str)> = result(&debate).votes.iter().map(|vote| (vote.participant.as_str(), vote.rationale.as_str())).collect();
+    assert_eq!(rationales, [("proposer", "considered"), ("security", "from the other provider")]);
+
+    let mut debates = debate_client(&server).await;
+    let mut bad = request("x");
+    bad.participants = vec![proto::DebateParticipant { name: "a".into(), role: "critic".into(), chain: vec!["other#".into()], ..Default::default() }];
+    let refused = debates.create_debate(bad).await.expect_err("a bad chain");
+    let fields: Vec<String> = refused.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+    assert_eq!(fields, ["participants[0].chain"]);
+    server.shutdown().await;
+}
+
 on_both_stores!(
+    a_participant_speaks_through_its_own_chain,
     reliability_from_past_debates_weighs_the_votes,
     an_agreed_proposal_is_approved_and_reported,
     a_mitigated_risk_leads_to_conditional_approval,

@@ -246,14 +246,17 @@ async fn bad_missions_are_refused_field_by_field(database: &TestDatabase) {
     let mut missions = missions_client(&server).await;
     let bad = proto::CreateMissionRequest {
         request: " ".into(),
-        roles: vec![proto::AgentRole { name: "Bad Name".into(), description: String::new() }],
+        roles: vec![
+            proto::AgentRole { name: "Bad Name".into(), ..Default::default() },
+            proto::AgentRole { name: "coder".into(), chain: vec!["Not A Provider".into()], ..Default::default() },
+        ],
         limits: Some(proto::MissionLimits { parallelism: Some(0), max_steps: Some(1000), ..Default::default() }),
         ..Default::default()
     };
     let refused = missions.create_mission(bad).await.expect_err("a bad mission");
     assert_eq!(refused.code(), Code::InvalidArgument);
     let fields: Vec<String> = refused.get_error_details().bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
-    assert_eq!(fields, ["request", "roles[0].name", "limits.parallelism", "limits.max_steps"]);
+    assert_eq!(fields, ["request", "roles[0].name", "roles[1].chain", "limits.parallelism", "limits.max_steps"]);
     let missing = missions.get_mission(proto::GetMissionRequest { id: conclave::domain::RunId::new().to_string() }).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     server.shutdown().await;

@@ -25,7 +25,7 @@ use crate::{
         },
     },
     models::{
-        determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
+        chain_entry_problem, determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
         ProviderStatus, Role, Routed, RouterStats, Sampling, Usage,
     },
     proto,
@@ -491,6 +491,12 @@ pub fn model_request(request: proto::GenerateRequest) -> Result<(ModelRequest, O
     if !request.model.is_empty() && request.provider.is_empty() {
         bad("model", "is only meaningful with `provider`: a chain's providers use their configured models");
     }
+    if !request.chain.is_empty() && !request.provider.is_empty() {
+        bad("chain", "cannot be combined with `provider`: give one provider, or a chain to try in order");
+    }
+    if let Some(problem) = request.chain.iter().find_map(|entry| chain_entry_problem(entry)) {
+        bad("chain", &problem);
+    }
     let timeout = match request.timeout.map(|timeout| from_duration(timeout, "timeout")).transpose() {
         Ok(Some(timeout)) if timeout.is_zero() || timeout > MAX_MODEL_TIMEOUT => {
             bad("timeout", "must be above 0 and at most 1 hour");
@@ -526,7 +532,7 @@ pub fn model_request(request: proto::GenerateRequest) -> Result<(ModelRequest, O
         stop: request.stop,
         timeout,
         workdir: None,
-        origin: Origin { role: (!request.role.is_empty()).then_some(request.role), ..Origin::default() },
+        origin: Origin { role: (!request.role.is_empty()).then_some(request.role), chain: request.chain, ..Origin::default() },
     };
     Ok((model_request, (!request.provider.is_empty()).then_some(request.provider)))
 }
@@ -629,6 +635,7 @@ pub fn generate_request(request: &ModelRequest) -> proto::GenerateRequest {
         max_tokens: request.sampling.max_tokens,
         stop: request.stop.clone(),
         timeout: Some(duration(request.timeout)),
+        chain: request.origin.chain.clone(),
     }
 }
 
@@ -908,6 +915,7 @@ fn participants(participants: Vec<proto::DebateParticipant>) -> Vec<Participant>
             role: participant.role,
             weight: if participant.weight == 0.0 { 1.0 } else { participant.weight },
             veto: participant.veto,
+            chain: participant.chain,
         })
         .collect()
 }
@@ -962,6 +970,7 @@ pub fn debate(view: &DebateView) -> proto::Debate {
                 role: participant.role.clone(),
                 weight: participant.weight,
                 veto: participant.veto,
+                chain: participant.chain.clone(),
             })
             .collect(),
         protocol: Some(debate_protocol_message(&spec.protocol)),
@@ -1094,7 +1103,7 @@ pub fn create_mission_request(request: proto::CreateMissionRequest) -> Result<Cr
     let gate = request.gate.unwrap_or_default();
     let spec = MissionSpec {
         request: request.request,
-        roles: request.roles.into_iter().map(|role| AgentRole { name: role.name, description: role.description }).collect(),
+        roles: request.roles.into_iter().map(|role| AgentRole { name: role.name, description: role.description, chain: role.chain }).collect(),
         limits: Limits {
             parallelism: limits.parallelism.unwrap_or(defaults.limits.parallelism),
             max_model_calls: limits.max_model_calls.unwrap_or(defaults.limits.max_model_calls),
@@ -1117,7 +1126,12 @@ pub fn mission(view: &MissionView) -> proto::Mission {
         id: view.run.id.to_string(),
         run: Some(run(&view.run)),
         request: view.spec.request.clone(),
-        roles: view.spec.roles.iter().map(|role| proto::AgentRole { name: role.name.clone(), description: role.description.clone() }).collect(),
+        roles: view
+            .spec
+            .roles
+            .iter()
+            .map(|role| proto::AgentRole { name: role.name.clone(), description: role.description.clone(), chain: role.chain.clone() })
+            .collect(),
         result: view.report.as_ref().map(mission_result),
     }
 }

@@ -72,6 +72,9 @@ pub struct Origin {
     pub step: Option<String>,
     /// The role speaking (`author`, `reviewer`): it picks the router's chain and the mock's script.
     pub role: Option<String>,
+    /// The providers this caller uses, in order, instead of its role's chain: each a provider's
+    /// name, or `provider#alias` (the alias tells participants on one provider apart).
+    pub chain: Vec<String>,
 }
 
 /// A request to a model.

@@ -28,6 +28,6 @@ pub use failure::{CallFailure, FailureClass};
 pub use journal::ModelCall;
 pub use mock::{MockConfig, MockProvider, ScriptEntry};
 pub use openai::{MaxTokensField, OpenAiConfig, OpenAiProvider};
-pub use router::{Chains, FailedCall, ProviderStatus, RouteFailure, Routed, Router, RouterPolicy};
+pub use router::{chain_entry_problem, provider_of, Chains, FailedCall, ProviderStatus, RouteFailure, Routed, Router, RouterPolicy};
 pub use stats::{ProviderStats, RouterStats};
 pub use provider::{KeyVariable, Provider, ProviderKind};

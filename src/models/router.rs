@@ -254,6 +254,7 @@ impl Router {
         self.stats.request();
         let chain: Vec<String> = match only {
             Some(name) => vec![name.to_owned()],
+            None if !request.origin.chain.is_empty() => request.origin.chain.iter().map(|entry| provider_of(entry).to_owned()).collect(),
             None => self.chain(request.origin.role.as_deref()).to_vec(),
         };
         let mut request = request.clone();
@@ -265,6 +266,22 @@ impl Router {
         }
         result
     }
+}
+
+/// The provider a chain entry names: `provider` or `provider#alias`.
+pub fn provider_of(entry: &str) -> &str {
+    entry.split_once('#').map_or(entry, |(provider, _)| provider)
+}
+
+/// What is wrong with a chain entry, if anything: it must be `provider` or `provider#alias`,
+/// each part 1-63 characters of a-z, 0-9, `_` and `-`.
+pub fn chain_entry_problem(entry: &str) -> Option<String> {
+    let part_ok = |part: &str| (1..=63).contains(&part.len()) && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let ok = match entry.split_once('#') {
+        Some((provider, alias)) => part_ok(provider) && part_ok(alias),
+        None => part_ok(entry),
+    };
+    (!ok).then(|| format!("`{entry}` is not `provider` or `provider#alias` (each 1-63 characters of a-z, 0-9, `_` and `-`)"))
 }
 
 /// One routed call in progress.

@@ -40,19 +40,22 @@ pub fn parse<A: Answer>(text: &str) -> Result<A, String> {
     }
 }
 
-/// Asks the agent of `role` for an answer of type `A` as the journaled model call `key`; an
-/// unusable answer is asked for again once (step `key/retry`) with what was wrong.
-pub async fn ask<A: Answer>(
-    ctx: &RunContext,
-    key: &str,
-    role: &str,
-    instructions: String,
-    prompt: &str,
-    prompt_version: &str,
-) -> Result<Answered<A>, WorkflowError> {
+/// Who is asked: a role (its router chain, unless `chain` names providers), and what it is told
+/// to be.
+#[derive(Debug, Clone)]
+pub struct Agent<'a> {
+    pub role: &'a str,
+    /// Providers to try in order instead of the role's chain (`provider` or `provider#alias`).
+    pub chain: &'a [String],
+    pub instructions: String,
+}
+
+/// Asks `agent` for an answer of type `A` as the journaled model call `key`; an unusable
+/// answer is asked for again once (step `key/retry`) with what was wrong.
+pub async fn ask<A: Answer>(ctx: &RunContext, key: &str, agent: Agent<'_>, prompt: &str, prompt_version: &str) -> Result<Answered<A>, WorkflowError> {
     let mut request = ModelRequest::prompt(format!("{prompt}\n\nAnswer with only a JSON object of this shape:\n{}", A::SHAPE));
-    request.system = Some(instructions);
-    request.origin = Origin { role: Some(role.to_owned()), ..Origin::default() };
+    request.system = Some(agent.instructions);
+    request.origin = Origin { role: Some(agent.role.to_owned()), chain: agent.chain.to_vec(), ..Origin::default() };
     let first = ctx.generate(key, request.clone(), Some(prompt_version)).await?;
     let problem = match parse::<A>(&first.text) {
         Ok(answer) => return Ok(Answered::Given(answer)),

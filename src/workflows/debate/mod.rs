@@ -34,7 +34,7 @@ use crate::{
     domain::{ArtifactKind, Reliability},
     engine::{RunContext, Workflow, WorkflowError},
     error::Result,
-    workflows::structured::{ask, Answer, Answered},
+    workflows::structured::{ask, Agent, Answer, Answered},
 };
 
 /// The version of the prompts below, journaled with every call.
@@ -157,7 +157,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
             phase(ctx, "opening", 0).await?;
             let prompt = format!("{context}Write the proposal for the panel to judge, for this request:\n\n{}", spec.proposal);
             let key = format!("opening/{}", proposer.name);
-            let opening = ask::<Opening>(ctx, &key, &proposer.role, role_instructions(&proposer.role), &prompt, PROMPT_VERSION).await?;
+            let opening = ask::<Opening>(ctx, &key, agent(proposer), &prompt, PROMPT_VERSION).await?;
             message(ctx, "opening", 0, proposer, &opening).await?;
             match opening {
                 Answered::Given(opening) => opening.proposal,
@@ -185,7 +185,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
             risk_list("Risks raised before", risks.iter())
         );
         let keys: Vec<String> = challengers.iter().map(|participant| format!("challenge-{cycle}/{}", participant.name)).collect();
-        let answers = join_all(challengers.iter().zip(&keys).map(|(participant, key)| ask::<Challenge>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
+        let answers = join_all(challengers.iter().zip(&keys).map(|(participant, key)| ask::<Challenge>(ctx, key, agent(participant), &prompt, PROMPT_VERSION))).await;
         let mut blocking_raised = 0;
         let mut challengers_blocking = 0;
         let mut transcript = Vec::new();
@@ -237,7 +237,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
         let open = risks.iter().filter(|risk| risk.blocking && risk.status == RiskStatus::Open);
         let prompt = format!("{context}Revise your proposal so that it handles these risks.\n\nProposal:\n{proposal}\n{}", risk_list("Risks to handle", open));
         let key = format!("mitigation-{cycle}/{}", proposer.name);
-        let answer = ask::<Mitigation>(ctx, &key, &proposer.role, role_instructions(&proposer.role), &prompt, PROMPT_VERSION).await?;
+        let answer = ask::<Mitigation>(ctx, &key, agent(proposer), &prompt, PROMPT_VERSION).await?;
         message(ctx, "mitigation", cycle, proposer, &answer).await?;
         cycles = cycle;
         match answer {
@@ -277,7 +277,7 @@ pub async fn deliberate(ctx: &RunContext, spec: &DebateSpec, given: Option<Strin
         risk_list("Risks raised", risks.iter())
     );
     let keys: Vec<String> = spec.participants.iter().map(|participant| format!("vote/{}", participant.name)).collect();
-    let answers = join_all(spec.participants.iter().zip(&keys).map(|(participant, key)| ask::<Vote>(ctx, key, &participant.role, role_instructions(&participant.role), &prompt, PROMPT_VERSION))).await;
+    let answers = join_all(spec.participants.iter().zip(&keys).map(|(participant, key)| ask::<Vote>(ctx, key, agent(participant), &prompt, PROMPT_VERSION))).await;
     let mut ballots = Vec::new();
     let mut transcript = Vec::new();
     for ((participant, key), answer) in spec.participants.iter().zip(&keys).zip(answers) {
@@ -356,6 +356,11 @@ async fn context_text(ctx: &RunContext, spec: &DebateSpec) -> Result<String, Wor
 fn risk_list<'a>(heading: &str, risks: impl Iterator<Item = &'a Risk>) -> String {
     let lines: Vec<String> = risks.map(|risk| format!("- {} [{}] {} (raised by {})", risk.id, risk.severity.as_str(), risk.description, risk.raised_by)).collect();
     if lines.is_empty() { String::new() } else { format!("\n{heading}:\n{}\n", lines.join("\n")) }
+}
+
+/// A participant as the one asked.
+fn agent(participant: &Participant) -> Agent<'_> {
+    Agent { role: &participant.role, chain: &participant.chain, instructions: role_instructions(&participant.role) }
 }
 
 /// What a role is asked to be.

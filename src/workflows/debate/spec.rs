@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, FieldViolation, Result};
+use crate::{
+    error::{Error, FieldViolation, Result},
+    models::chain_entry_problem,
+};
 
 /// The most participants a debate takes.
 pub const MAX_PARTICIPANTS: usize = 16;
@@ -72,6 +75,10 @@ pub struct Participant {
     /// Whether its rejection, naming a blocking risk, rejects the proposal outright.
     #[serde(default)]
     pub veto: bool,
+    /// Providers its calls try, in order, instead of its role's chain: `provider` or
+    /// `provider#alias` (the alias tells participants on one provider apart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 fn one() -> f64 {
@@ -136,7 +143,7 @@ pub struct DebateSpec {
 pub fn default_participants() -> Vec<Participant> {
     [("analyst", false), ("proposer", false), ("critic", true), ("security", true), ("optimizer", false)]
         .into_iter()
-        .map(|(role, veto)| Participant { name: role.to_owned(), role: role.to_owned(), weight: 1.0, veto })
+        .map(|(role, veto)| Participant { name: role.to_owned(), role: role.to_owned(), weight: 1.0, veto, chain: Vec::new() })
         .collect()
 }
 
@@ -179,6 +186,9 @@ impl DebateSpec {
             }
             if !participant.weight.is_finite() || participant.weight <= 0.0 || participant.weight > 100.0 {
                 violation(field("weight"), format!("is {}; give a number above 0 and at most 100", participant.weight));
+            }
+            if let Some(problem) = participant.chain.iter().find_map(|entry| chain_entry_problem(entry)) {
+                violation(field("chain"), problem);
             }
         }
         if self.proposer().is_none() && !self.participants.is_empty() {

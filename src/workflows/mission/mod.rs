@@ -40,7 +40,7 @@ use crate::{
     models::{ModelRequest, Origin},
     workflows::{
         debate::{self, aggregate::Outcome},
-        structured::{ask, Answer, Answered},
+        structured::{ask, Agent, Answer, Answered},
     },
 };
 
@@ -322,8 +322,12 @@ async fn plan(ctx: &RunContext, spec: &MissionSpec, memory: &str) -> Result<Resu
         spec.request,
         role_list.join("\n")
     );
-    let instructions = || "You are the analysis agent: you turn a request into a plan of steps. Answer in JSON only.".to_owned();
-    let problem = match ask::<Plan>(ctx, "plan", PLANNER_ROLE, instructions(), &prompt, PROMPT_VERSION).await? {
+    let planner = || Agent {
+        role: PLANNER_ROLE,
+        chain: &[],
+        instructions: "You are the analysis agent: you turn a request into a plan of steps. Answer in JSON only.".to_owned(),
+    };
+    let problem = match ask::<Plan>(ctx, "plan", planner(), &prompt, PROMPT_VERSION).await? {
         Answered::Given(plan) => match plan.check(&roles, spec.limits.max_steps as usize) {
             None => return Ok(Ok(plan)),
             Some(problem) => problem,
@@ -331,7 +335,7 @@ async fn plan(ctx: &RunContext, spec: &MissionSpec, memory: &str) -> Result<Resu
         Answered::Abstained(reason) => return Ok(Err(format!("the planner gave no usable plan: {reason}"))),
     };
     let prompt = format!("{prompt}\n\nYour previous plan could not be run: {problem}. Plan again.");
-    Ok(match ask::<Plan>(ctx, "plan/again", PLANNER_ROLE, instructions(), &prompt, PROMPT_VERSION).await? {
+    Ok(match ask::<Plan>(ctx, "plan/again", planner(), &prompt, PROMPT_VERSION).await? {
         Answered::Given(plan) => match plan.check(&roles, spec.limits.max_steps as usize) {
             None => Ok(plan),
             Some(problem) => Err(format!("the planner's plan cannot run: {problem}")),
@@ -348,8 +352,12 @@ async fn validate(ctx: &RunContext, spec: &MissionSpec, plan: &Plan, revision: u
         outputs.push_str(&format!("Step {} ({}): {}\n{content}\n\n", step.id, step.role, step.instructions));
     }
     let prompt = format!("Check whether these results achieve the request. Name each step whose output is wrong or missing.\n\nRequest:\n{}\n\nResults:\n{outputs}", spec.request);
-    let instructions = "You are the validation agent: you check results against the request. Answer in JSON only.".to_owned();
-    ask::<Validation>(ctx, &format!("validate/{revision}"), VALIDATOR_ROLE, instructions, &prompt, PROMPT_VERSION).await
+    let validator = Agent {
+        role: VALIDATOR_ROLE,
+        chain: &[],
+        instructions: "You are the validation agent: you check results against the request. Answer in JSON only.".to_owned(),
+    };
+    ask::<Validation>(ctx, &format!("validate/{revision}"), validator, &prompt, PROMPT_VERSION).await
 }
 
 /// Reads a step's output artifact as a journaled step (recording the read for lineage).
@@ -488,7 +496,8 @@ impl Runner<'_> {
         self.budget.take(1)?;
         let mut request = ModelRequest::prompt(prompt);
         request.system = Some(format!("You are the {} agent of a mission. Do your step and answer with its result.", step.role));
-        request.origin = Origin { role: Some(step.role.clone()), ..Origin::default() };
+        let chain = self.spec.roles.iter().find(|role| role.name == step.role).map(|role| role.chain.clone()).unwrap_or_default();
+        request.origin = Origin { role: Some(step.role.clone()), chain, ..Origin::default() };
         let call = match ctx.generate(&key, request, Some(PROMPT_VERSION)).await {
             Ok(call) => call,
             Err(WorkflowError::Failed { code: ErrorCode::ModelFailed, message, .. }) => {

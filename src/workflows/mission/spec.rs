@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, FieldViolation, Result},
+    models::chain_entry_problem,
     workflows::debate::spec::{DebateSpec, Participant, Protocol},
 };
 
@@ -23,6 +24,9 @@ pub struct AgentRole {
     /// What it is good at, for the planner.
     #[serde(default)]
     pub description: String,
+    /// Providers its calls try, in order, instead of the router's chain for the role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 /// How far a mission may go.
@@ -96,7 +100,7 @@ pub fn default_roles() -> Vec<AgentRole> {
         ("reviewer", "checks work for mistakes"),
     ]
     .into_iter()
-    .map(|(name, description)| AgentRole { name: name.to_owned(), description: description.to_owned() })
+    .map(|(name, description)| AgentRole { name: name.to_owned(), description: description.to_owned(), chain: Vec::new() })
     .collect()
 }
 
@@ -128,6 +132,9 @@ impl MissionSpec {
                 violation(format!("roles[{index}].name"), "must be 1-63 characters of a-z, 0-9, `_` and `-`".into());
             } else if !names.insert(role.name.as_str()) {
                 violation(format!("roles[{index}].name"), format!("`{}` is given twice", role.name));
+            }
+            if let Some(problem) = role.chain.iter().find_map(|entry| chain_entry_problem(entry)) {
+                violation(format!("roles[{index}].chain"), problem);
             }
         }
         let limits = &self.limits;
