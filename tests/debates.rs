@@ -273,7 +273,10 @@ json = {{ revised_proposal = "Move the queue to Postgres, sharded" }}
 async fn a_debate_survives_a_crash_without_asking_twice(database: &TestDatabase) {
     // The votes take a while: the server dies during them.
     let slow_votes = "[[providers.mock.script]]\nstep = \"vote/\"\ndelay_ms = 1500\njson = { approve = true, confidence = 0.8, rationale = \"ok\" }\n";
-    let server = start(database, &format!("{OPENING}{NO_RISKS}{slow_votes}")).await;
+    // A long grace, so only the workflow itself stopping promptly ends the run soon.
+    let config = conclave::engine::EngineConfig { cancel_grace: Duration::from_secs(60), ..fast_config() };
+    let models = scripted(&format!("{OPENING}{NO_RISKS}{slow_votes}"));
+    let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), config, models).await;
     let mut debates = debate_client(&server).await;
     let created = debates.create_debate(request("Adopt the plan")).await.unwrap().into_inner();
     let mut stream = debates.watch_debate(proto::WatchDebateRequest { id: created.id.clone(), after_sequence: 0 }).await.unwrap().into_inner();
@@ -372,7 +375,32 @@ async fn a_participant_speaks_through_its_own_chain(database: &TestDatabase) {
     server.shutdown().await;
 }
 
+/// Cancelling a debate abandons the model calls in flight instead of waiting for them.
+async fn a_cancelled_debate_stops_waiting_for_its_agents(database: &TestDatabase) {
+    let slow_votes = "[[providers.mock.script]]\nstep = \"vote/\"\ndelay_ms = 60000\njson = { approve = true, confidence = 0.8, rationale = \"ok\" }\n";
+    // A long grace, so only the workflow itself stopping promptly ends the run soon.
+    let config = conclave::engine::EngineConfig { cancel_grace: Duration::from_secs(60), ..fast_config() };
+    let models = scripted(&format!("{OPENING}{NO_RISKS}{slow_votes}"));
+    let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), config, models).await;
+    let mut debates = debate_client(&server).await;
+    let created = debates.create_debate(request("Adopt the plan")).await.unwrap().into_inner();
+    let mut stream = debates.watch_debate(proto::WatchDebateRequest { id: created.id.clone(), after_sequence: 0 }).await.unwrap().into_inner();
+    while let Some(event) = stream.message().await.unwrap() {
+        if matches!(&event.event, Some(Event::Phase(phase)) if phase.phase == "vote") {
+            break;
+        }
+    }
+    let asked = std::time::Instant::now();
+    debates.cancel_debate(proto::CancelDebateRequest { id: created.id.clone(), reason: "changed our minds".into() }).await.unwrap();
+    let mut runs = server.client().await;
+    let run = wait_for_state(&mut runs, &created.id, &[proto::RunState::Cancelled, proto::RunState::Succeeded, proto::RunState::Failed], WAIT).await;
+    assert_eq!(run.state(), proto::RunState::Cancelled);
+    assert!(asked.elapsed() < Duration::from_secs(20), "the votes (60 s each, 60 s of grace) were abandoned, not awaited: {:?}", asked.elapsed());
+    server.shutdown().await;
+}
+
 on_both_stores!(
+    a_cancelled_debate_stops_waiting_for_its_agents,
     a_participant_speaks_through_its_own_chain,
     reliability_from_past_debates_weighs_the_votes,
     an_agreed_proposal_is_approved_and_reported,

@@ -219,6 +219,7 @@ impl RunContext {
 
     /// Calls a model as a journaled step under `key`. The request's `origin.role` picks the
     /// router's chain; temperature 0 and the step's seed apply unless the request sets them.
+    /// Cancelling the run abandons a call in flight.
     /// The answer is journaled with what produced it ([`ModelCall`]), and its text is written to
     /// the run's log as it streams in. A resumed or replayed run gets the journaled answer
     /// without calling any provider.
@@ -234,7 +235,14 @@ impl RunContext {
                 drop(tokens);
                 result
             };
-            let (result, ()) = tokio::join!(call, self.log_pieces(pieces));
+            // A cancelled run, or one whose lease is lost, stops waiting for the model: the call
+            // is dropped (an HTTP request aborted, a program killed) instead of running on.
+            let result = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(WorkflowError::Cancelled),
+                () = self.lost.cancelled() => return Err(WorkflowError::LeaseLost),
+                (result, ()) = async { tokio::join!(call, self.log_pieces(pieces)) } => result,
+            };
             match result {
                 Ok(routed) => Ok(ModelCall::new(request, routed, seed, prompt_version.map(str::to_owned))),
                 Err(failure) => Err(WorkflowError::Failed {
