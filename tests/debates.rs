@@ -69,6 +69,17 @@ async fn decided(server: &TestServer, request: proto::CreateDebateRequest) -> pr
     debates.get_debate(proto::GetDebateRequest { id: created.id }).await.expect("get").into_inner()
 }
 
+/// Follows a debate's transcript until `phase` begins.
+async fn until_phase(debates: &mut DebateServiceClient<Channel>, id: &str, phase: &str) {
+    let mut stream = debates.watch_debate(proto::WatchDebateRequest { id: id.to_owned(), after_sequence: 0 }).await.unwrap().into_inner();
+    while let Some(event) = stream.message().await.unwrap() {
+        if matches!(&event.event, Some(Event::Phase(begun)) if begun.phase == phase) {
+            return;
+        }
+    }
+    panic!("debate {id} ended before its {phase} phase");
+}
+
 fn result(debate: &proto::Debate) -> &proto::DebateResult {
     debate.result.as_ref().expect("a finished debate has a result")
 }
@@ -273,18 +284,10 @@ json = {{ revised_proposal = "Move the queue to Postgres, sharded" }}
 async fn a_debate_survives_a_crash_without_asking_twice(database: &TestDatabase) {
     // The votes take a while: the server dies during them.
     let slow_votes = "[[providers.mock.script]]\nstep = \"vote/\"\ndelay_ms = 1500\njson = { approve = true, confidence = 0.8, rationale = \"ok\" }\n";
-    // A long grace, so only the workflow itself stopping promptly ends the run soon.
-    let config = conclave::engine::EngineConfig { cancel_grace: Duration::from_secs(60), ..fast_config() };
-    let models = scripted(&format!("{OPENING}{NO_RISKS}{slow_votes}"));
-    let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), config, models).await;
+    let server = start(database, &format!("{OPENING}{NO_RISKS}{slow_votes}")).await;
     let mut debates = debate_client(&server).await;
     let created = debates.create_debate(request("Adopt the plan")).await.unwrap().into_inner();
-    let mut stream = debates.watch_debate(proto::WatchDebateRequest { id: created.id.clone(), after_sequence: 0 }).await.unwrap().into_inner();
-    while let Some(event) = stream.message().await.unwrap() {
-        if matches!(&event.event, Some(Event::Phase(phase)) if phase.phase == "vote") {
-            break;
-        }
-    }
+    until_phase(&mut debates, &created.id, "vote").await;
     let first_calls = server.engine.router().stats().requests;
     server.crash().await;
 
@@ -384,12 +387,7 @@ async fn a_cancelled_debate_stops_waiting_for_its_agents(database: &TestDatabase
     let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), config, models).await;
     let mut debates = debate_client(&server).await;
     let created = debates.create_debate(request("Adopt the plan")).await.unwrap().into_inner();
-    let mut stream = debates.watch_debate(proto::WatchDebateRequest { id: created.id.clone(), after_sequence: 0 }).await.unwrap().into_inner();
-    while let Some(event) = stream.message().await.unwrap() {
-        if matches!(&event.event, Some(Event::Phase(phase)) if phase.phase == "vote") {
-            break;
-        }
-    }
+    until_phase(&mut debates, &created.id, "vote").await;
     let asked = std::time::Instant::now();
     debates.cancel_debate(proto::CancelDebateRequest { id: created.id.clone(), reason: "changed our minds".into() }).await.unwrap();
     let mut runs = server.client().await;
