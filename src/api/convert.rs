@@ -980,12 +980,11 @@ pub fn debate(view: &DebateView) -> proto::Debate {
 
 fn debate_result(report: &Report) -> proto::DebateResult {
     let decision = &report.decision;
-    let majority = serde_json::to_value(decision.majority).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
     proto::DebateResult {
         outcome: outcome(decision.outcome).into(),
         score: decision.score,
         participation: decision.participation,
-        majority,
+        majority: decision.majority.as_str().to_owned(),
         vetoed_by: decision.vetoed_by.clone().unwrap_or_default(),
         veto_reason: decision.veto_reason.clone().unwrap_or_default(),
         conditions: decision.conditions.clone(),
@@ -1002,7 +1001,7 @@ fn debate_result(report: &Report) -> proto::DebateResult {
                 blocking: risk.blocking,
                 cycle: risk.cycle,
                 resolution: risk.resolution.clone().unwrap_or_default(),
-                status: serde_json::to_value(risk.status).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+                status: risk.status.as_str().to_owned(),
             })
             .collect(),
         votes: report
@@ -1141,7 +1140,7 @@ fn mission_step(step: &StepReport) -> proto::MissionStep {
     proto::MissionStep {
         id: step.id.clone(),
         role: step.role.clone(),
-        state: serde_json::to_value(step.state).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+        state: step.state.as_str().to_owned(),
         attempts: step.attempts,
         artifact_id: step.artifact.clone().unwrap_or_default(),
         start_time: time(step.started_at_us),

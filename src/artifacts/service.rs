@@ -175,18 +175,20 @@ impl Artifacts {
 
     /// A version's whole content, verified; refused above `max_read_bytes`.
     pub async fn read(&self, artifact: &Artifact) -> Result<Vec<u8>> {
-        if !self.blobs.contains(&artifact.digest).await? {
-            return Err(missing_content(artifact));
-        }
-        self.blobs.read_all(&artifact.digest, self.config.max_read_bytes).await
+        self.blobs.read_all(&artifact.digest, self.config.max_read_bytes).await.map_err(|err| match err {
+            Error::NotFound { resource: "blob", .. } => missing_content(artifact),
+            other => other,
+        })
     }
 
     /// The content with this digest (a version read before, as a replayed step names it).
     pub async fn read_digest(&self, digest: &Digest, name: &str) -> Result<Vec<u8>> {
-        if !self.blobs.contains(digest).await? {
-            return Err(Error::DataLoss(format!("the content of artifact `{name}` (sha256 {digest}) is no longer stored")));
-        }
-        self.blobs.read_all(digest, self.config.max_read_bytes).await
+        self.blobs.read_all(digest, self.config.max_read_bytes).await.map_err(|err| match err {
+            Error::NotFound { resource: "blob", .. } => {
+                Error::DataLoss(format!("the content of artifact `{name}` (sha256 {digest}) is no longer stored"))
+            }
+            other => other,
+        })
     }
 
     /// Records that a run's step read a version.

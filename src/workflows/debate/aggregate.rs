@@ -68,6 +68,18 @@ pub enum Majority {
     NoVotes,
 }
 
+impl Majority {
+    /// The name in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Tied => "tied",
+            Self::NoVotes => "no_votes",
+        }
+    }
+}
+
 /// One participant's final vote, or its abstention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ballot {
@@ -204,6 +216,16 @@ mod tests {
         assert_eq!((decision.outcome, decision.majority), (Outcome::Rejected, Majority::Approved), "the majority and the weighted outcome differ");
         let unanimous = [ballot("a", 1.0, false, Some((true, 0.9))), ballot("b", 2.0, false, Some((true, 0.8)))];
         assert_eq!(decide(&unanimous, &protocol, &[]).outcome, Outcome::Approved);
+    }
+
+    #[test]
+    fn names_in_outputs_match_the_serialized_ones() {
+        for majority in [Majority::Approved, Majority::Rejected, Majority::Tied, Majority::NoVotes] {
+            assert_eq!(serde_json::to_value(majority).unwrap(), majority.as_str());
+        }
+        for outcome in Outcome::ALL {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
     }
 
     #[test]

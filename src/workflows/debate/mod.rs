@@ -104,6 +104,17 @@ pub enum RiskStatus {
     Unresolved,
 }
 
+impl RiskStatus {
+    /// The name in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Mitigated => "mitigated",
+            Self::Unresolved => "unresolved",
+        }
+    }
+}
+
 /// The agreement of one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Round {

@@ -108,6 +108,18 @@ pub enum StepState {
     Blocked,
 }
 
+impl StepState {
+    /// The name in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Declined => "declined",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
 /// One step's record in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
@@ -279,7 +291,7 @@ async fn mission(ctx: &RunContext, spec: &MissionSpec) -> Result<MissionReport, 
         runner.run(&pending, &mut states).await?;
         let unfinished: Vec<&StepReport> = states.values().filter(|step| step.state != StepState::Done).collect();
         if !unfinished.is_empty() {
-            let list: Vec<String> = unfinished.iter().map(|step| format!("{} ({:?})", step.id, step.state).to_lowercase()).collect();
+            let list: Vec<String> = unfinished.iter().map(|step| format!("{} ({})", step.id, step.state.as_str())).collect();
             break (MissionOutcome::Failed, format!("steps did not finish: {}", list.join(", ")));
         }
 
