@@ -374,6 +374,20 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn numbers_in_json_columns_read_back_exactly() {
+        // A remote worker's output arrives as protobuf numbers (f64); a seed of 2^61 or so must
+        // read back as the same f64 it was written as.
+        let mut value: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..10_000 {
+            value = value.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let number = (value >> 1) as f64;
+            let text = super::to_json(&serde_json::json!({ "seed": number })).unwrap();
+            let back: serde_json::Value = super::json_column("output", &text).unwrap();
+            assert_eq!(back["seed"].as_f64(), Some(number), "{text}");
+        }
+    }
+
+    #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(super::redact("postgres://bob:hunter2@db:5432/x"), "postgres://bob:***@db:5432/x");
         assert_eq!(super::redact("postgres://bob@db/x"), "postgres://bob@db/x");
