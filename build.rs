@@ -25,6 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Artifact content as `Bytes`: an upload's chunk is a slice of the received buffer, not a
+        // copy, and a download's chunk is shared with the hash that verifies it.
+        .bytes(".conclave.v1.UploadArtifactRequest.chunk")
+        .bytes(".conclave.v1.DownloadArtifactResponse.chunk")
         .compile_fds(descriptors)?;
 
     println!("cargo:rerun-if-changed=proto");

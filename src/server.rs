@@ -142,6 +142,11 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
 
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Room for a few 1 MiB upload messages in flight per stream, so a client streaming an
+        // artifact is not held up waiting for window updates after every message.
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_frame_size(256 << 10)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -48,7 +48,7 @@ fn header(run_id: &str, name: &str) -> proto::UploadHeader {
 
 fn messages(header: proto::UploadHeader, content: &[u8], chunk: usize) -> Vec<proto::UploadArtifactRequest> {
     let mut messages = vec![proto::UploadArtifactRequest { part: Some(Part::Header(header)) }];
-    messages.extend(content.chunks(chunk.max(1)).map(|chunk| proto::UploadArtifactRequest { part: Some(Part::Chunk(chunk.to_vec())) }));
+    messages.extend(content.chunks(chunk.max(1)).map(|chunk| proto::UploadArtifactRequest { part: Some(Part::Chunk(chunk.to_vec().into())) }));
     messages
 }
 
@@ -369,7 +369,7 @@ async fn a_crash_during_an_upload_leaves_no_blob(database: &TestDatabase) {
     let mut uploading = client.clone();
     let upload_task = tokio::spawn(async move { uploading.upload_artifact(tokio_stream::wrappers::ReceiverStream::new(receiver)).await });
     sender.send(proto::UploadArtifactRequest { part: Some(Part::Header(header(&run_id, "partial.bin"))) }).await.unwrap();
-    sender.send(proto::UploadArtifactRequest { part: Some(Part::Chunk(data[..200_000].to_vec())) }).await.unwrap();
+    sender.send(proto::UploadArtifactRequest { part: Some(Part::Chunk(data[..200_000].to_vec().into())) }).await.unwrap();
     // The chunk reached the server's temporary file.
     let deadline = tokio::time::Instant::now() + WAIT;
     while temp_files(database).is_empty() {
@@ -434,7 +434,7 @@ async fn bad_uploads_are_refused_and_leave_nothing(database: &TestDatabase) {
     assert!(temp_files(database).is_empty(), "{:?}", temp_files(database));
 
     // The stream's shape.
-    let no_header = vec![proto::UploadArtifactRequest { part: Some(Part::Chunk(b"x".to_vec())) }];
+    let no_header = vec![proto::UploadArtifactRequest { part: Some(Part::Chunk(b"x".to_vec().into())) }];
     assert_eq!(violation_fields(&client.upload_artifact(tokio_stream::iter(no_header)).await.unwrap_err()), ["header"]);
     let unknown_run = upload(&mut client, header(&conclave::domain::RunId::new().to_string(), "x.txt"), b"x").await.unwrap_err();
     assert_eq!(unknown_run.code(), Code::NotFound);

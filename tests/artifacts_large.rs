@@ -88,7 +88,7 @@ async fn a_256_mib_artifact_streams_in_and_out_in_bounded_memory(database: &Test
     };
     let messages = futures::stream::iter(
         std::iter::once(proto::UploadArtifactRequest { part: Some(Part::Header(header)) })
-            .chain((0..chunks).map(|index| proto::UploadArtifactRequest { part: Some(Part::Chunk(chunk(index))) })),
+            .chain((0..chunks).map(|index| proto::UploadArtifactRequest { part: Some(Part::Chunk(chunk(index).into())) })),
     );
     let artifact = client.upload_artifact(messages).await.expect("upload").into_inner();
     assert_eq!((artifact.size, artifact.sha256.as_str()), (SIZE, expected.as_str()));

@@ -12,6 +12,9 @@
 //! are swept by [`BlobStore::sweep_temp`]. Reads of a whole blob are verified as they stream;
 //! ranged reads verify the whole file first.
 //!
+//! Blob files are written and read with direct I/O where the filesystem allows it (see
+//! [`super::direct`]).
+//!
 //! The file I/O and the hashing run on tokio's blocking pool, in short tasks per buffer (an
 //! upload's next buffer fills while the last is hashed and written, in parallel), so a slow
 //! client holds no thread and the async workers never hash.
@@ -19,17 +22,18 @@
 use std::{
     fmt,
     fs::{self, File},
-    io::{self, Write as _},
-    os::unix::fs::FileExt as _,
+    io,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
+use super::direct::{AlignedBuf, DirectFile};
 use crate::{
     domain::Digest,
     error::{Error, Result},
@@ -65,13 +69,27 @@ pub struct StoredBlob {
 }
 
 impl BlobStore {
-    /// Opens the store under `root`, creating `root/sha256` and `root/tmp` if they are missing.
+    /// Opens the store under `root`, creating `root/sha256`, its 256 shard directories and
+    /// `root/tmp` if they are missing (once, so that storing a blob never has to create and sync
+    /// a directory).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let blobs = root.join(BLOBS_DIR);
         let temp = root.join(TEMP_DIR);
         for dir in [&blobs, &temp] {
             fs::create_dir_all(dir).map_err(|err| storage(format_args!("creating {}", dir.display()), err))?;
+        }
+        let mut created = false;
+        for prefix in 0..=u8::MAX {
+            let shard = blobs.join(format!("{prefix:02x}"));
+            match fs::create_dir(&shard) {
+                Ok(()) => created = true,
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(storage(format_args!("creating {}", shard.display()), err)),
+            }
+        }
+        if created {
+            sync_dir(&blobs)?;
         }
         Ok(Self { blobs: blobs.into(), temp: temp.into() })
     }
@@ -82,11 +100,7 @@ impl BlobStore {
         let file = {
             let path = path.clone();
             blocking(move || {
-                File::options()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|err| storage(format_args!("creating {}", path.display()), err))
+                DirectFile::create_new(&path).map_err(|err| storage(format_args!("creating {}", path.display()), err))
             })
             .await?
         };
@@ -95,8 +109,8 @@ impl BlobStore {
             temp: Some(path),
             limit,
             written: 0,
-            buffer: Vec::new(),
-            sink: Some(Sink { file, hasher: Sha256::new(), spare: Vec::new() }),
+            buffer: AlignedBuf::default(),
+            sink: Some(Sink { file, hasher: Sha256::new(), spare: AlignedBuf::default() }),
             in_flight: None,
             failed: None,
         })
@@ -112,9 +126,9 @@ impl BlobStore {
     /// Opens the blob for reading; `None` if it is not stored.
     pub async fn open_blob(&self, digest: &Digest) -> Result<Option<BlobReader>> {
         let path = self.path(digest);
-        let opened = blocking(move || match File::open(&path) {
+        let opened = blocking(move || match DirectFile::open(&path) {
             Ok(file) => {
-                let len = file.metadata().map_err(|err| storage(format_args!("reading {}", path.display()), err))?.len();
+                let len = file.file().metadata().map_err(|err| storage(format_args!("reading {}", path.display()), err))?.len();
                 Ok(Some((file, len)))
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -150,7 +164,7 @@ impl BlobStore {
         blocking(move || {
             let file = open_existing(&path, &digest)?;
             let reading = |err| storage(format_args!("reading {}", path.display()), err);
-            let len = file.metadata().map_err(reading)?.len();
+            let len = file.file().metadata().map_err(reading)?.len();
             if len > max {
                 return Err(Error::precondition(
                     "ARTIFACT_TOO_LARGE",
@@ -161,8 +175,8 @@ impl BlobStore {
                 ));
             }
             let len = usize::try_from(len).map_err(|_| Error::Internal(format!("blob {digest} is too large for memory")))?;
-            let mut data = vec![0; len];
-            file.read_exact_at(&mut data, 0).map_err(reading)?;
+            let data = Vec::from(file.read_bytes(0, len).map_err(reading)?);
+            // A blob that changed length after it was read hashes differently.
             // A blob that grew after the length was read hashes differently: `data` is then the
             // prefix, which cannot hash to the digest, so the check below refuses it.
             check_intact(&digest, &Digest::from_bytes(Sha256::digest(&data).into()))?;
@@ -290,8 +304,9 @@ pub struct BlobWriter {
     temp: Option<PathBuf>,
     limit: u64,
     written: u64,
-    /// Bytes not yet handed to the blocking pool (fewer than [`WRITE_BUFFER_BYTES`]).
-    buffer: Vec<u8>,
+    /// Bytes not yet handed to the blocking pool (fewer than [`WRITE_BUFFER_BYTES`]); empty
+    /// with no memory until the first write.
+    buffer: AlignedBuf,
     /// The file, the hash and the spare buffer, while no blocking task holds them.
     sink: Option<Sink>,
     /// The tasks hashing and writing the previous buffer.
@@ -314,17 +329,17 @@ impl fmt::Debug for BlobWriter {
 /// The temp file and the running hash, moved into the blocking tasks and back, and the empty
 /// buffer to fill next.
 struct Sink {
-    file: File,
+    file: DirectFile,
     hasher: Sha256,
-    spare: Vec<u8>,
+    spare: AlignedBuf,
 }
 
 impl Sink {
     /// Hashes and appends the bytes in `spare`, then empties it (on this thread: for the last
     /// bytes of an upload, fewer than a buffer).
     fn absorb(mut self) -> io::Result<Self> {
-        self.hasher.update(&self.spare);
-        self.file.write_all(&self.spare)?;
+        self.hasher.update(self.spare.as_slice());
+        self.file.append(self.spare.as_slice())?;
         self.spare.clear();
         Ok(self)
     }
@@ -334,13 +349,13 @@ impl Sink {
 /// an upload runs at the speed of the slower of the two rather than of their sum.
 struct InFlight {
     hashing: JoinHandle<Sha256>,
-    writing: JoinHandle<io::Result<File>>,
+    writing: JoinHandle<io::Result<DirectFile>>,
     /// The buffer, shared by the tasks; reused once both are done.
-    data: Arc<Vec<u8>>,
+    data: Arc<AlignedBuf>,
 }
 
 impl InFlight {
-    fn start(sink: Sink, data: Vec<u8>) -> Self {
+    fn start(sink: Sink, data: AlignedBuf) -> Self {
         let Sink { mut file, mut hasher, .. } = sink;
         let data = Arc::new(data);
         let hashing = {
@@ -352,7 +367,7 @@ impl InFlight {
         };
         let writing = {
             let data = Arc::clone(&data);
-            tokio::task::spawn_blocking(move || file.write_all(&data).map(|()| file))
+            tokio::task::spawn_blocking(move || file.append(data.as_slice()).map(|()| file))
         };
         Self { hashing, writing, data }
     }
@@ -389,10 +404,11 @@ impl BlobWriter {
         self.failed = Some(Error::Internal("an earlier write to this upload was interrupted".into()));
         let mut rest = chunk;
         while !rest.is_empty() {
-            let take = (WRITE_BUFFER_BYTES - self.buffer.len()).min(rest.len());
-            self.buffer.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buffer.len() == WRITE_BUFFER_BYTES
+            if self.buffer.capacity() == 0 {
+                self.buffer = AlignedBuf::with_capacity(WRITE_BUFFER_BYTES);
+            }
+            rest = &rest[self.buffer.fill_from(rest)..];
+            if self.buffer.is_full()
                 && let Err(err) = self.dispatch().await
             {
                 self.fail(err.clone());
@@ -455,7 +471,7 @@ impl BlobWriter {
         self.failed = Some(err);
         self.sink = None;
         self.in_flight = None;
-        self.buffer = Vec::new();
+        self.buffer = AlignedBuf::default();
         self.remove_temp();
     }
 
@@ -526,7 +542,7 @@ fn commit(
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(storage(format_args!("refreshing {}", path.display()), err)),
     }
-    file.sync_all().map_err(|err| storage(format_args!("syncing {}", temp.display()), err))?;
+    file.file().sync_all().map_err(|err| storage(format_args!("syncing {}", temp.display()), err))?;
     drop(file);
     let created = match fs::create_dir(shard) {
         Ok(()) => true,
@@ -544,7 +560,7 @@ fn commit(
 /// A stored blob opened for reading.
 #[derive(Debug)]
 pub struct BlobReader {
-    file: Arc<File>,
+    file: Arc<DirectFile>,
     len: u64,
     digest: Digest,
 }
@@ -577,7 +593,7 @@ impl BlobReader {
         offset: u64,
         length: Option<u64>,
         chunk_size: usize,
-    ) -> Result<impl Stream<Item = Result<Vec<u8>>> + Send + 'static> {
+    ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static> {
         let Self { file, len, digest } = self;
         if offset > len {
             return Err(Error::invalid(
@@ -601,7 +617,8 @@ impl BlobReader {
             position: offset,
             end,
             chunk_size: chunk_size.max(1) as u64,
-            hasher: whole.then(Sha256::new),
+            ahead: None,
+            verify: whole.then(|| Verify::Idle(Sha256::new())),
         };
         Ok(futures::stream::try_unfold(state, ReadState::next))
     }
@@ -609,41 +626,79 @@ impl BlobReader {
 
 /// Where a [`BlobReader::chunks`] stream is.
 struct ReadState {
-    file: Arc<File>,
+    file: Arc<DirectFile>,
     digest: Digest,
+    /// Where the next read starts.
     position: u64,
     end: u64,
     chunk_size: u64,
-    /// Hashes what is read, when the whole blob is.
-    hasher: Option<Sha256>,
+    /// The next chunk, read on the blocking pool while the last one is sent.
+    ahead: Option<JoinHandle<Result<Bytes>>>,
+    /// The hash of a whole read; `None` for a range.
+    verify: Option<Verify>,
+}
+
+/// The hash of a whole read, kept up with the chunks sent.
+enum Verify {
+    Idle(Sha256),
+    /// Hashing the last chunk sent, on the blocking pool, while the next is read and this one
+    /// is sent.
+    Hashing(JoinHandle<Sha256>),
+}
+
+impl Verify {
+    /// The hash, once it has taken in every chunk sent.
+    async fn settle(self) -> Result<Sha256> {
+        match self {
+            Self::Idle(hasher) => Ok(hasher),
+            Self::Hashing(task) => task.await.map_err(|err| Error::Internal(format!("artifact storage: a hash task failed: {err}"))),
+        }
+    }
 }
 
 impl ReadState {
     /// The next chunk, or the end (after the verification of a whole read).
-    async fn next(mut self) -> Result<Option<(Vec<u8>, Self)>> {
-        if self.position >= self.end {
-            if let Some(hasher) = self.hasher.take() {
-                check_intact(&self.digest, &Digest::from_bytes(hasher.finalize().into()))?;
+    async fn next(mut self) -> Result<Option<(Bytes, Self)>> {
+        let Some(reading) = self.ahead.take().or_else(|| self.read_ahead()) else {
+            if let Some(verify) = self.verify.take() {
+                check_intact(&self.digest, &Digest::from_bytes(verify.settle().await?.finalize().into()))?;
             }
             return Ok(None);
+        };
+        let chunk = reading.await.map_err(|err| Error::Internal(format!("artifact storage: a read task failed: {err}")))??;
+        self.ahead = self.read_ahead();
+        if let Some(verify) = self.verify.take() {
+            let (mut hasher, data) = (verify.settle().await?, chunk.clone());
+            self.verify = Some(Verify::Hashing(tokio::task::spawn_blocking(move || {
+                hasher.update(&data);
+                hasher
+            })));
+        }
+        Ok(Some((chunk, self)))
+    }
+
+    /// Starts reading the chunk at `position` on the blocking pool; `None` past the range.
+    fn read_ahead(&mut self) -> Option<JoinHandle<Result<Bytes>>> {
+        if self.position >= self.end {
+            return None;
         }
         let size = self.chunk_size.min(self.end - self.position);
-        let (file, position, mut hasher) = (Arc::clone(&self.file), self.position, self.hasher.take());
-        let digest = self.digest.clone();
-        let (chunk, hasher) = blocking(move || {
-            let size = usize::try_from(size).map_err(|_| Error::Internal(format!("chunk of {size} bytes")))?;
-            let mut chunk = vec![0; size];
-            file.read_exact_at(&mut chunk, position)
-                .map_err(|err| storage(format_args!("reading blob {digest} at {position}"), err))?;
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&chunk);
-            }
-            Ok((chunk, hasher))
-        })
-        .await?;
+        let position = self.position;
         self.position += size;
-        self.hasher = hasher;
-        Ok(Some((chunk, self)))
+        let (file, digest) = (Arc::clone(&self.file), self.digest.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            let size = usize::try_from(size).map_err(|_| Error::Internal(format!("chunk of {size} bytes")))?;
+            let chunk = file
+                .read_bytes(position, size)
+                .map_err(|err| storage(format_args!("reading blob {digest} at {position}"), err))?;
+            if chunk.len() < size {
+                return Err(Error::DataLoss(format!(
+                    "blob {digest} is corrupt: it ends at byte {}, before its recorded length",
+                    position + chunk.len() as u64
+                )));
+            }
+            Ok(chunk)
+        }))
     }
 }
 
@@ -660,26 +715,24 @@ fn blob_name(prefix: &str, name: &str) -> Option<Digest> {
 }
 
 /// Opens a stored blob, `NotFound` if it is missing.
-fn open_existing(path: &Path, digest: &Digest) -> Result<File> {
-    File::open(path).map_err(|err| match err.kind() {
+fn open_existing(path: &Path, digest: &Digest) -> Result<DirectFile> {
+    DirectFile::open(path).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound => Error::not_found("blob", digest),
         _ => storage(format_args!("opening {}", path.display()), err),
     })
 }
 
 /// The SHA-256 of everything in `file`, read with positioned reads into one reused buffer.
-fn hash_file(file: &File) -> io::Result<Digest> {
+fn hash_file(file: &DirectFile) -> io::Result<Digest> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0; HASH_BUFFER_BYTES];
+    let mut buffer = AlignedBuf::with_capacity(HASH_BUFFER_BYTES);
     let mut position = 0;
     loop {
-        let read = match file.read_at(&mut buffer, position) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
+        let read = file.fill(&mut buffer, position)?;
+        hasher.update(buffer.as_slice());
+        if read < buffer.capacity() {
+            break;
+        }
         position += read as u64;
     }
     Ok(Digest::from_bytes(hasher.finalize().into()))
@@ -758,7 +811,7 @@ mod tests {
 
     async fn read(store: &BlobStore, digest: &Digest, offset: u64, length: Option<u64>, chunk: usize) -> Result<Vec<u8>> {
         let reader = store.open_blob(digest).await?.expect("stored");
-        let chunks: Vec<Vec<u8>> = reader.chunks(offset, length, chunk).await?.try_collect().await?;
+        let chunks: Vec<Bytes> = reader.chunks(offset, length, chunk).await?.try_collect().await?;
         assert!(chunks.iter().all(|piece| piece.len() <= chunk), "chunks are at most {chunk} bytes");
         Ok(chunks.concat())
     }

@@ -4,6 +4,7 @@
 //! and the collection of blobs no version references any more.
 
 pub mod blob;
+mod direct;
 mod lineage;
 mod service;
 
@@ -38,7 +39,7 @@ impl ArtifactsConfig {
             dir: dir.into(),
             max_bytes: 4 << 30,
             max_read_bytes: 64 << 20,
-            chunk_bytes: 256 << 10,
+            chunk_bytes: 1 << 20,
             collect_after: Duration::from_secs(3600),
             abandon_upload_after: Duration::from_secs(3600),
         }

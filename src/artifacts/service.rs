@@ -71,7 +71,7 @@ pub struct Download {
     /// The version being sent.
     pub artifact: Artifact,
     /// Its content, in chunks; a corrupt blob ends it with `DataLoss`.
-    pub chunks: Pin<Box<dyn Stream<Item = Result<Vec<u8>>> + Send>>,
+    pub chunks: Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>,
 }
 
 impl fmt::Debug for Download {

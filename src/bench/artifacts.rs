@@ -41,7 +41,7 @@
 //!
 //! Uploads are sent in 1 MiB chunks, as large as the blob writer's buffer, which hashes and
 //! writes one 1 MiB buffer while the next fills. Downloads come in the server's own chunks
-//! (`ArtifactsConfig::chunk_bytes`, 256 KiB). The client generates each chunk as it is sent,
+//! (`ArtifactsConfig::chunk_bytes`, 1 MiB). The client generates each chunk as it is sent,
 //! from one pseudo-random 1 MiB block with the artifact's seed and the chunk's index xored into
 //! its first 16 bytes, so it never holds an artifact in memory; it checks only the byte counts
 //! (the server verifies the SHA-256 on both ways).
@@ -543,7 +543,7 @@ async fn upload(client: &mut ArtifactClient, run_id: &str, name: String, content
     };
     let content = content.clone();
     let chunks = (0..bytes.div_ceil(CHUNK_BYTES as u64)).map(move |index| proto::UploadArtifactRequest {
-        part: Some(upload_artifact_request::Part::Chunk(content.chunk(seed, index, chunk_len(bytes, index)))),
+        part: Some(upload_artifact_request::Part::Chunk(content.chunk(seed, index, chunk_len(bytes, index)).into())),
     });
     let messages = stream::iter(std::iter::once(header).chain(chunks));
     let artifact = client.upload_artifact(messages).await.map_err(rpc("UploadArtifact"))?.into_inner();

@@ -360,8 +360,7 @@ impl AttemptHost for RemoteHost {
         .map(drop)
     }
 
-    /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults
-    /// applied here, where the run and the step are known.
+    /// Uploads the content through `ArtifactService`, the header carrying the lease's epoch.
     async fn put_artifact(&self, _lease: &Lease, header: UploadHeader, content: &[u8]) -> Result<ArtifactRecord> {
         let head = convert::upload_header_message(&header);
         let artifact = self
@@ -369,7 +368,7 @@ impl AttemptHost for RemoteHost {
             .call_on(|channel| {
                 let mut messages = vec![proto::UploadArtifactRequest { part: Some(upload_artifact_request::Part::Header(head.clone())) }];
                 messages.extend(content.chunks(ARTIFACT_CHUNK_BYTES).map(|chunk| proto::UploadArtifactRequest {
-                    part: Some(upload_artifact_request::Part::Chunk(chunk.to_vec())),
+                    part: Some(upload_artifact_request::Part::Chunk(bytes::Bytes::copy_from_slice(chunk))),
                 }));
                 async move { ArtifactServiceClient::new(channel).upload_artifact(tokio_stream::iter(messages)).await }
             })
@@ -407,6 +406,8 @@ impl AttemptHost for RemoteHost {
         Err(not_on_remote_workers("mission memory"))
     }
 
+    /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults
+    /// applied here, where the run and the step are known.
     async fn generate(&self, _lease: &Lease, request: &ModelRequest, tokens: Option<&TokenSink>) -> Result<Routed, RouteFailure> {
         let mut request = request.clone();
         request.sampling = determinism::deterministic(&request);
