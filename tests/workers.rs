@@ -246,7 +246,73 @@ fn uuid() -> String {
     conclave::domain::RunId::new().to_string()
 }
 
+/// What debates and missions keep in the store across runs (participants' records, mission
+/// memory) is reachable from an external worker under its lease, through the generated client
+/// and through the worker's own host, in the run's workspace; a stale lease and bad requests are
+/// refused.
+async fn debate_records_and_mission_memory_are_reachable_under_the_lease(database: &TestDatabase) {
+    use conclave::{
+        domain::{Lease, Memory, RunId, Timestamp, WorkerId, WorkspaceId},
+        engine::AttemptHost,
+        worker::{RemoteHost, Servers},
+    };
+    let server = server(database).await;
+    let mut client = server.client().await;
+    let mut worker = workers(&server).await;
+    let me = register(&mut worker, &["noop"], 1).await;
+    let mut stream = assignments(&mut worker, &me).await;
+    let run = client.create_run(create("noop", json!({}))).await.unwrap().into_inner();
+    let epoch = next_run(&mut stream).await.epoch;
+
+    let vote = |participant: &str, agreed: bool| proto::ParticipantVote { participant: participant.into(), agreed };
+    let votes = proto::RecordDebateVotesRequest { run_id: run.id.clone(), epoch, votes: vec![vote("critic", true), vote("security", false)] };
+    worker.record_debate_votes(votes.clone()).await.unwrap();
+    worker.record_debate_votes(votes).await.expect("recording the same run's votes again is harmless");
+    let asked = proto::ReadReliabilityRequest { run_id: run.id.clone(), epoch, participants: vec!["critic".into(), "security".into(), "nobody".into()] };
+    let records = worker.read_reliability(asked).await.unwrap().into_inner().records;
+    let records: Vec<_> = records.iter().map(|record| (record.participant.as_str(), record.debates, record.agreed)).collect();
+    assert_eq!(records, [("critic", 1, 1), ("security", 1, 0)]);
+
+    let remember = proto::RememberMissionRequest {
+        run_id: run.id.clone(),
+        epoch,
+        request: "Migrate the billing service to Postgres".into(),
+        summary: "Moved the ledger tables; kept the old reader for a week".into(),
+        outcome: "completed".into(),
+    };
+    worker.remember_mission(remember).await.unwrap();
+    let recall = proto::RecallMemoriesRequest { run_id: run.id.clone(), epoch, text: "postgres billing".into(), limit: 5 };
+    let memories = worker.recall_memories(recall.clone()).await.unwrap().into_inner().memories;
+    assert_eq!(memories.len(), 1, "{memories:?}");
+    assert_eq!((memories[0].run_id.as_str(), memories[0].outcome.as_str()), (run.id.as_str(), "completed"));
+
+    // The worker's own host speaks the same RPCs.
+    let lease = Lease { run_id: run.id.parse::<RunId>().unwrap(), worker_id: WorkerId::new(me.id.clone()), epoch, expires_at: Timestamp::now() };
+    let host = RemoteHost::new(Servers::new(&[format!("http://{}", server.addr)]).unwrap(), Duration::from_secs(15));
+    let workspace = WorkspaceId::new(run.workspace.clone());
+    let recalled = host.recall(&lease, &workspace, "ledger", 3).await.unwrap();
+    assert_eq!(recalled.iter().map(|memory| memory.summary.as_str()).collect::<Vec<_>>(), ["Moved the ledger tables; kept the old reader for a week"]);
+    let read = host.read_reliability(&lease, &workspace, &["critic".to_owned()]).await.unwrap();
+    assert_eq!((read[0].debates, read[0].agreed), (1, 1));
+    let memory = Memory { run_id: lease.run_id, workspace: workspace.clone(), request: "Rotate the keys".into(), summary: String::new(), outcome: "halted".into(), created_at: Timestamp::now() };
+    host.remember(&lease, memory).await.unwrap();
+    assert_eq!(host.recall(&lease, &workspace, "rotate keys", 3).await.unwrap().len(), 1);
+
+    let bad = proto::RecallMemoriesRequest { limit: 0, ..recall.clone() };
+    let refused = worker.recall_memories(bad).await.unwrap_err();
+    assert_eq!((refused.code(), bad_fields(&refused)), (Code::InvalidArgument, vec!["limit".to_owned()]));
+    let too_many = proto::ReadReliabilityRequest { run_id: run.id.clone(), epoch, participants: vec!["p".into(); 65] };
+    let refused = worker.read_reliability(too_many).await.unwrap_err();
+    assert_eq!((refused.code(), bad_fields(&refused)), (Code::InvalidArgument, vec!["participants".to_owned()]));
+
+    let finish = proto::FinishRunRequest { run_id: run.id.clone(), epoch, ending: Some(output("done")) };
+    worker.finish_run(finish).await.unwrap();
+    let refused = worker.recall_memories(recall).await.unwrap_err();
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Aborted, "STALE_LEASE"));
+}
+
 on_both_stores!(
+    debate_records_and_mission_memory_are_reachable_under_the_lease,
     an_external_worker_executes_a_run_under_its_lease,
     a_revoked_lease_is_told_at_once_and_the_worker_may_resume_from_the_journal,
     a_silent_worker_goes_stale_and_its_runs_are_rescued,

@@ -9,7 +9,8 @@ use serde_json::{Map, Number, Value};
 use crate::{
     artifacts::{ArtifactRef, Lineage, ListArtifactsRequest, UploadHeader},
     domain::{
-        Artifact, ArtifactKind, ArtifactRecord, Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, Replay, ReplayMode, Run,
+        Artifact, ArtifactKind, ArtifactRecord, Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, Memory, NewLogLine, Reliability, Replay,
+        ReplayMode, Run,
         Producer, RunError, RunEvent, RunId, RunState, Timestamp, Worker, WorkerId, WorkerState, WorkspaceId,
     },
     error::{Error, Result},
@@ -1209,6 +1210,40 @@ pub fn mission_event(event: &RunEvent) -> Option<proto::MissionEvent> {
     Some(proto::MissionEvent { sequence: event.sequence, time: Some(timestamp(event.time)), event: Some(payload) })
 }
 
+
+
+/// A participant's debate record on the wire.
+pub fn participant_record(record: &Reliability) -> proto::ParticipantRecord {
+    proto::ParticipantRecord { participant: record.participant.clone(), debates: record.debates, agreed: record.agreed }
+}
+
+/// A participant's debate record from the wire.
+pub fn from_participant_record(record: proto::ParticipantRecord) -> Reliability {
+    Reliability { participant: record.participant, debates: record.debates, agreed: record.agreed }
+}
+
+/// A mission memory on the wire (its workspace is the asking run's).
+pub fn mission_memory(memory: &Memory) -> proto::MissionMemory {
+    proto::MissionMemory {
+        run_id: memory.run_id.to_string(),
+        request: memory.request.clone(),
+        summary: memory.summary.clone(),
+        outcome: memory.outcome.clone(),
+        created_at: Some(timestamp(memory.created_at)),
+    }
+}
+
+/// A mission memory from the wire, in `workspace`.
+pub fn from_mission_memory(memory: proto::MissionMemory, workspace: &WorkspaceId, field: &str) -> Result<Memory> {
+    Ok(Memory {
+        run_id: RunId::parse(&format!("{field}.run_id"), &memory.run_id)?,
+        workspace: workspace.clone(),
+        request: memory.request,
+        summary: memory.summary,
+        outcome: memory.outcome,
+        created_at: memory.created_at.map(|value| from_timestamp(value, &format!("{field}.created_at"))).transpose()?.unwrap_or_else(Timestamp::now),
+    })
+}
 
 #[cfg(test)]
 mod tests {

@@ -118,6 +118,35 @@ impl WorkerService for WorkerApi {
         Ok(Response::new(proto::RecordStepResponse {}))
     }
 
+    async fn read_reliability(&self, request: Request<proto::ReadReliabilityRequest>) -> Result<Response<proto::ReadReliabilityResponse>, Status> {
+        let request = request.into_inner();
+        let lease = lease(&request.run_id, request.epoch)?;
+        let records = self.engine.read_reliability(&lease, &request.participants).await?;
+        Ok(Response::new(proto::ReadReliabilityResponse { records: records.iter().map(convert::participant_record).collect() }))
+    }
+
+    async fn record_debate_votes(&self, request: Request<proto::RecordDebateVotesRequest>) -> Result<Response<proto::RecordDebateVotesResponse>, Status> {
+        let request = request.into_inner();
+        let lease = lease(&request.run_id, request.epoch)?;
+        let votes: Vec<(String, bool)> = request.votes.into_iter().map(|vote| (vote.participant, vote.agreed)).collect();
+        self.engine.record_debate_votes(&lease, &votes).await?;
+        Ok(Response::new(proto::RecordDebateVotesResponse {}))
+    }
+
+    async fn recall_memories(&self, request: Request<proto::RecallMemoriesRequest>) -> Result<Response<proto::RecallMemoriesResponse>, Status> {
+        let request = request.into_inner();
+        let lease = lease(&request.run_id, request.epoch)?;
+        let memories = self.engine.recall(&lease, &request.text, request.limit).await?;
+        Ok(Response::new(proto::RecallMemoriesResponse { memories: memories.iter().map(convert::mission_memory).collect() }))
+    }
+
+    async fn remember_mission(&self, request: Request<proto::RememberMissionRequest>) -> Result<Response<proto::RememberMissionResponse>, Status> {
+        let request = request.into_inner();
+        let lease = lease(&request.run_id, request.epoch)?;
+        self.engine.remember(&lease, &request.request, &request.summary, &request.outcome).await?;
+        Ok(Response::new(proto::RememberMissionResponse {}))
+    }
+
     async fn emit_event(&self, request: Request<proto::EmitEventRequest>) -> Result<Response<proto::EmitEventResponse>, Status> {
         let request = request.into_inner();
         let lease = lease(&request.run_id, request.epoch)?;

@@ -293,7 +293,7 @@ impl RunContext {
     pub async fn reliability(&self, key: &str, participants: &[String]) -> Result<Vec<(String, u64, u64)>, WorkflowError> {
         let workspace = &self.run.workspace;
         self.step(key, || async move {
-            let records = self.host.read_reliability(workspace, participants).await?;
+            let records = self.host.read_reliability(&self.lease, workspace, participants).await?;
             Ok(records.into_iter().map(|record| (record.participant, record.debates, record.agreed)).collect())
         })
         .await
@@ -311,7 +311,7 @@ impl RunContext {
     pub async fn recall(&self, key: &str, text: &str, limit: u32) -> Result<Vec<MemoryRecord>, WorkflowError> {
         let workspace = &self.run.workspace;
         self.step(key, || async move {
-            let memories = self.host.recall(workspace, text, limit).await?;
+            let memories = self.host.recall(&self.lease, workspace, text, limit).await?;
             Ok(memories
                 .into_iter()
                 .map(|memory| MemoryRecord { run_id: memory.run_id.to_string(), request: memory.request, summary: memory.summary, outcome: memory.outcome })

@@ -97,14 +97,15 @@ pub trait AttemptHost: Send + Sync + 'static {
     /// Reads the content a journaled step read or wrote before.
     async fn read_artifact(&self, record: &ArtifactRecord) -> Result<Vec<u8>>;
 
-    /// The records of debate participants in a workspace.
-    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>>;
+    /// The records of debate participants in the workspace of the run under `lease`.
+    async fn read_reliability(&self, lease: &Lease, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>>;
 
     /// Records, once per debate (the run under `lease`), whether each vote matched the outcome.
     async fn record_debate_votes(&self, lease: &Lease, workspace: &WorkspaceId, votes: &[(String, bool)]) -> Result<()>;
 
-    /// Memories of past missions in a workspace matching the words of `text`, best first.
-    async fn recall(&self, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>>;
+    /// Memories of past missions in the workspace of the run under `lease` matching the words
+    /// of `text`, best first.
+    async fn recall(&self, lease: &Lease, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>>;
 
     /// Stores what the mission under `lease` learned.
     async fn remember(&self, lease: &Lease, memory: Memory) -> Result<()>;
@@ -170,7 +171,7 @@ impl AttemptHost for Core {
         self.artifacts.read_digest(&digest, &record.name).await
     }
 
-    async fn read_reliability(&self, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>> {
+    async fn read_reliability(&self, _lease: &Lease, workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>> {
         self.store.read_reliability(workspace, participants).await
     }
 
@@ -178,7 +179,7 @@ impl AttemptHost for Core {
         self.store.record_debate_votes(lease.run_id, workspace, votes, Timestamp::now()).await
     }
 
-    async fn recall(&self, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>> {
+    async fn recall(&self, _lease: &Lease, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>> {
         self.store.recall(workspace, &search_words(text, MAX_SEARCH_WORDS), limit).await
     }
 

@@ -15,7 +15,10 @@ use super::{
     Core, Engine,
 };
 use crate::{
-    domain::{page_limit, validate_labels, Lease, NewLogLine, NewWorker, Page, PageToken, Run, RunId, RunState, Timestamp, Worker, WorkerId},
+    domain::{
+        page_limit, validate_labels, Lease, Memory, NewLogLine, NewWorker, Page, PageToken, Reliability, Run, RunId, RunState, Timestamp,
+        Worker, WorkerId,
+    },
     error::{Error, FieldViolation, Result},
     store::{JournalEntry, LeaseStatus},
 };
@@ -77,6 +80,16 @@ const MAX_CAPACITY: u32 = 10_000;
 const MAX_STEP_KEY: usize = 256;
 const MAX_EVENT_TYPE: usize = 128;
 const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The most participants one request about debate records may name.
+const MAX_PARTICIPANTS: usize = 64;
+/// The most memories one recall returns.
+const MAX_RECALL: u32 = 50;
+/// The largest mission request remembered, in bytes.
+const MAX_MEMORY_REQUEST_BYTES: usize = 64 << 10;
+/// The largest mission summary remembered, in bytes.
+const MAX_MEMORY_SUMMARY_BYTES: usize = 1 << 20;
+/// The longest outcome remembered, in characters.
+const MAX_MEMORY_OUTCOME: usize = 256;
 
 impl Engine {
     /// Registers a worker, or registers a known one again with what it declares now.
@@ -126,6 +139,68 @@ impl Engine {
     pub async fn suspend_run(&self, lease: &Lease, key: &str, prompt: &str) -> Result<()> {
         check_text("key", key, MAX_STEP_KEY)?;
         self.core.suspend(lease, key, prompt).await
+    }
+
+    /// The records of debate participants in the workspace of the run held under `lease`.
+    pub async fn read_reliability(&self, lease: &Lease, participants: &[String]) -> Result<Vec<Reliability>> {
+        check_participants("participants", participants.iter().map(String::as_str))?;
+        let run = self.held_run(lease).await?;
+        self.core.read_reliability(lease, &run.workspace, participants).await
+    }
+
+    /// Records whether each participant's final vote matched the outcome of the debate run held
+    /// under `lease`, in its workspace.
+    pub async fn record_debate_votes(&self, lease: &Lease, votes: &[(String, bool)]) -> Result<()> {
+        check_participants("votes", votes.iter().map(|(participant, _)| participant.as_str()))?;
+        let run = self.held_run(lease).await?;
+        self.core.record_debate_votes(lease, &run.workspace, votes).await
+    }
+
+    /// Memories of past missions in the workspace of the run held under `lease` that share
+    /// words with `text`, best first.
+    pub async fn recall(&self, lease: &Lease, text: &str, limit: u32) -> Result<Vec<Memory>> {
+        if !(1..=MAX_RECALL).contains(&limit) {
+            return Err(Error::invalid("limit", format!("is {limit}; ask for 1 to {MAX_RECALL} memories")));
+        }
+        if text.len() > MAX_MEMORY_REQUEST_BYTES {
+            return Err(Error::invalid("text", format!("is {} bytes; at most {MAX_MEMORY_REQUEST_BYTES}", text.len())));
+        }
+        let run = self.held_run(lease).await?;
+        self.core.recall(lease, &run.workspace, text, limit).await
+    }
+
+    /// Stores what the mission run held under `lease` learned, in its workspace.
+    pub async fn remember(&self, lease: &Lease, request: &str, summary: &str, outcome: &str) -> Result<()> {
+        let mut violations = Vec::new();
+        if request.is_empty() || request.len() > MAX_MEMORY_REQUEST_BYTES {
+            violations.push(FieldViolation { field: "request".into(), description: format!("must be 1 to {MAX_MEMORY_REQUEST_BYTES} bytes") });
+        }
+        if summary.len() > MAX_MEMORY_SUMMARY_BYTES {
+            violations.push(FieldViolation { field: "summary".into(), description: format!("must be at most {MAX_MEMORY_SUMMARY_BYTES} bytes") });
+        }
+        if outcome.chars().count() > MAX_MEMORY_OUTCOME || outcome.chars().any(char::is_control) {
+            violations.push(FieldViolation { field: "outcome".into(), description: format!("must be at most {MAX_MEMORY_OUTCOME} characters without control characters") });
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let run = self.held_run(lease).await?;
+        let memory = Memory {
+            run_id: run.id,
+            workspace: run.workspace,
+            request: request.to_owned(),
+            summary: summary.to_owned(),
+            outcome: outcome.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        self.core.remember(lease, memory).await
+    }
+
+    /// The run, if `lease` is its current one: `StaleLease` otherwise.
+    async fn held_run(&self, lease: &Lease) -> Result<Run> {
+        let run = self.core.store.get_run(lease.run_id).await?.ok_or_else(|| Error::not_found("run", lease.run_id))?;
+        super::lifecycle::check_lease(&run, lease)?;
+        Ok(run)
     }
 
     /// Records how an attempt of a run held under `lease` ended.
@@ -402,6 +477,17 @@ fn describe(run: &Run) -> String {
 
 fn unknown_worker(id: &WorkerId) -> Error {
     Error::NotFound { resource: "worker", id: format!("{id} (register it again with RegisterWorker)") }
+}
+
+/// At most [`MAX_PARTICIPANTS`] names, each a valid name.
+fn check_participants<'a>(field: &str, names: impl ExactSizeIterator<Item = &'a str>) -> Result<()> {
+    if names.len() > MAX_PARTICIPANTS {
+        return Err(Error::invalid(field, format!("names {} participants; at most {MAX_PARTICIPANTS}", names.len())));
+    }
+    for (index, name) in names.enumerate() {
+        check_text(&format!("{field}[{index}]"), name, MAX_NAME)?;
+    }
+    Ok(())
 }
 
 fn check_text(field: &str, text: &str, max: usize) -> Result<()> {

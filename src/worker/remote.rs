@@ -223,12 +223,6 @@ impl RemoteHost {
     }
 }
 
-/// What a remote worker cannot reach: the server has no API for it yet, so runs that need it
-/// belong on a server's own pool.
-fn not_on_remote_workers(what: &str) -> Error {
-    Error::precondition("NOT_ON_REMOTE_WORKERS", format!("{what} cannot be reached from a remote worker yet; run this kind on a server's own workers"))
-}
-
 fn lease_request(lease: &Lease) -> (String, u64) {
     (lease.run_id.to_string(), lease.epoch)
 }
@@ -390,20 +384,60 @@ impl AttemptHost for RemoteHost {
         Ok(content)
     }
 
-    async fn read_reliability(&self, _workspace: &WorkspaceId, _participants: &[String]) -> Result<Vec<Reliability>> {
-        Err(not_on_remote_workers("debate participants' records"))
+    async fn read_reliability(&self, lease: &Lease, _workspace: &WorkspaceId, participants: &[String]) -> Result<Vec<Reliability>> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::ReadReliabilityRequest { run_id, epoch, participants: participants.to_vec() };
+        let response = self
+            .servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.read_reliability(request).await }
+            })
+            .await?;
+        Ok(response.records.into_iter().map(convert::from_participant_record).collect())
     }
 
-    async fn record_debate_votes(&self, _lease: &Lease, _workspace: &WorkspaceId, _votes: &[(String, bool)]) -> Result<()> {
-        Err(not_on_remote_workers("debate participants' records"))
+    async fn record_debate_votes(&self, lease: &Lease, _workspace: &WorkspaceId, votes: &[(String, bool)]) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let votes = votes.iter().map(|(participant, agreed)| proto::ParticipantVote { participant: participant.clone(), agreed: *agreed }).collect();
+        let request = proto::RecordDebateVotesRequest { run_id, epoch, votes };
+        self.servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.record_debate_votes(request).await }
+            })
+            .await
+            .map(drop)
     }
 
-    async fn recall(&self, _workspace: &WorkspaceId, _text: &str, _limit: u32) -> Result<Vec<Memory>> {
-        Err(not_on_remote_workers("mission memory"))
+    async fn recall(&self, lease: &Lease, workspace: &WorkspaceId, text: &str, limit: u32) -> Result<Vec<Memory>> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::RecallMemoriesRequest { run_id, epoch, text: text.to_owned(), limit };
+        let response = self
+            .servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.recall_memories(request).await }
+            })
+            .await?;
+        response
+            .memories
+            .into_iter()
+            .enumerate()
+            .map(|(index, memory)| convert::from_mission_memory(memory, workspace, &format!("memories[{index}]")))
+            .collect()
     }
 
-    async fn remember(&self, _lease: &Lease, _memory: Memory) -> Result<()> {
-        Err(not_on_remote_workers("mission memory"))
+    async fn remember(&self, lease: &Lease, memory: Memory) -> Result<()> {
+        let (run_id, epoch) = lease_request(lease);
+        let request = proto::RememberMissionRequest { run_id, epoch, request: memory.request, summary: memory.summary, outcome: memory.outcome };
+        self.servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.remember_mission(request).await }
+            })
+            .await
+            .map(drop)
     }
 
     /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults
