@@ -104,8 +104,8 @@ async fn parallel_branches_overlap_and_memory_carries_over(database: &TestDataba
     assert_eq!(outcome.validations, 1);
     assert_eq!(outcome.model_calls, 5, "four steps and one validation");
 
-    // The outputs are artifacts, linked by lineage. Lineage is per run: everything the mission
-    // read before writing d counts as d's source (b and c, and a, which b and c read).
+    // The outputs are artifacts, linked by lineage, step by step: d was made from what d read
+    // (b and c), and a is one link further up, through them.
     let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
     let mut artifacts = ArtifactServiceClient::new(channel);
     let reference = |id: &str| Some(proto::ArtifactRef { id: id.to_owned(), ..Default::default() });
@@ -116,9 +116,27 @@ async fn parallel_branches_overlap_and_memory_carries_over(database: &TestDataba
         .into_inner();
     let mut upstream: Vec<String> = lineage.upstream.iter().map(|artifact| artifact.name.clone()).collect();
     upstream.sort();
+    assert_eq!(upstream, ["steps/b.md", "steps/c.md"]);
+    let mut uses: Vec<&str> = lineage.uses.iter().map(|used| used.step.as_str()).collect();
+    uses.sort();
+    assert_eq!(uses, ["step/d/r0/input/b", "step/d/r0/input/c", "validate/0/input/d"], "its inputs, and the validation's read of it");
+    let deeper = artifacts
+        .get_artifact_lineage(proto::GetArtifactLineageRequest { artifact: reference(&d.artifact_id), depth: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut upstream: Vec<String> = deeper.upstream.iter().map(|artifact| artifact.name.clone()).collect();
+    upstream.sort();
     assert_eq!(upstream, ["steps/a.md", "steps/b.md", "steps/c.md"]);
-    let uses: Vec<&str> = lineage.uses.iter().map(|used| used.step.as_str()).collect();
-    assert!(uses.contains(&"step/d/r0/input/b") && uses.contains(&"step/d/r0/input/c"), "{uses:?}");
+    // Downstream of a: b and c, which read it, not d, which did not.
+    let a_lineage = artifacts
+        .get_artifact_lineage(proto::GetArtifactLineageRequest { artifact: reference(&a.artifact_id), depth: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut downstream: Vec<String> = a_lineage.downstream.iter().map(|artifact| artifact.name.clone()).collect();
+    downstream.sort();
+    assert_eq!(downstream, ["steps/b.md", "steps/c.md"]);
 
     // A related mission reads the first one's memory; an unrelated one does not.
     let related = carried_out(&server, ungated("Extend the export feature to CSV")).await;
