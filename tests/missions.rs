@@ -85,6 +85,25 @@ fn step<'a>(result: &'a proto::MissionResult, id: &str) -> &'a proto::MissionSte
     result.steps.iter().find(|step| step.id == id).unwrap_or_else(|| panic!("no step {id}"))
 }
 
+/// A finished run's workflow events: their types, and the step each names, in order.
+async fn transcript(server: &TestServer, id: &str) -> Vec<(String, String)> {
+    let mut runs = server.client().await;
+    let mut watch = runs.watch_run(proto::WatchRunRequest { id: id.to_owned(), after_sequence: 0 }).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    while let Some(response) = watch.message().await.unwrap() {
+        for event in response.events {
+            if let Some(proto::run_event::Event::Workflow(workflow)) = event.event {
+                let step = workflow.data.as_ref().and_then(|data| data.fields.get("id")).and_then(|id| match &id.kind {
+                    Some(prost_types::value::Kind::StringValue(id)) => Some(id.clone()),
+                    _ => None,
+                });
+                events.push((workflow.r#type, step.unwrap_or_default()));
+            }
+        }
+    }
+    events
+}
+
 fn micros(time: &Option<prost_types::Timestamp>) -> i64 {
     let time = time.as_ref().expect("a time");
     time.seconds * 1_000_000 + i64::from(time.nanos) / 1_000
@@ -151,6 +170,9 @@ async fn parallel_branches_overlap_and_memory_carries_over(database: &TestDataba
     let replayed = wait_for_state(&mut runs, &replay.id, &[proto::RunState::Succeeded, proto::RunState::Failed], WAIT).await;
     assert_eq!(replayed.output, mission.run.as_ref().unwrap().output);
     assert_eq!(server.engine.router().stats().requests, calls);
+    let (first, again) = (transcript(&server, &mission.id).await, transcript(&server, &replay.id).await);
+    assert_eq!(first.iter().filter(|(kind, _)| kind == "mission.step").count(), 4, "{first:?}");
+    assert_eq!(again, first, "the replay's transcript comes in the same order");
 
     let mut missions = missions_client(&server).await;
     let completed = missions

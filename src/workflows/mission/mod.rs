@@ -22,7 +22,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{
+    stream::{FuturesUnordered, StreamExt},
+    Stream,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -410,17 +413,41 @@ struct Runner<'a> {
     problems: &'a BTreeMap<String, String>,
 }
 
+/// Awaits `work` while the steps in `running` go on (those that finish wait in `finished`): a
+/// step holding the store's only writer connection mid-transaction must not wait for a poll
+/// that would come only after `work`. A step's error is returned at once.
+async fn while_running<S, T>(running: &mut S, finished: &mut Vec<StepReport>, work: impl Future<Output = T>) -> Result<T, WorkflowError>
+where
+    S: Stream<Item = Result<StepReport, WorkflowError>> + Unpin,
+{
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return Ok(out),
+            Some(done) = running.next() => finished.push(done?),
+        }
+    }
+}
+
 impl Runner<'_> {
     /// Starts every pending step whose dependencies are done, up to the parallelism, as others
     /// finish. A step needing an approval not given yet starts only when nothing else runs, so
     /// the mission suspends with no work in flight.
+    ///
+    /// Steps finish in whatever order their agents answer, but the runner takes them in the
+    /// order its journal gives: the first to finish is journaled as the next, so a resumed or
+    /// replayed mission reports its steps (and decides what starts after each) in the same
+    /// order as the first time. Steps that finished but are not yet taken still count as
+    /// running, so what starts depends only on that order.
     async fn run(&self, pending: &BTreeSet<String>, states: &mut BTreeMap<String, StepReport>) -> Result<(), WorkflowError> {
         let mut waiting: Vec<&PlanStep> = self.plan.steps.iter().filter(|step| pending.contains(&step.id)).collect();
         let mut running = FuturesUnordered::new();
+        let mut finished = Vec::new();
         let mut finished_here: BTreeSet<String> = BTreeSet::new();
-        loop {
+        for taken in 0.. {
             let mut index = 0;
-            while index < waiting.len() && running.len() < self.spec.limits.parallelism as usize {
+            while index < waiting.len() && running.len() + finished.len() < self.spec.limits.parallelism as usize {
                 let step = waiting[index];
                 let dependencies_done = step.depends_on.iter().all(|dependency| {
                     !pending.contains(dependency) || finished_here.contains(dependency)
@@ -446,24 +473,43 @@ impl Runner<'_> {
                     index += 1;
                     continue;
                 }
-                running.push(self.step(step));
+                running.push(self.do_step(step));
                 waiting.remove(index);
             }
-            // Nothing else is awaited while steps are in flight: a step holding the store's only
-            // writer connection mid-transaction would wait for a poll that never comes.
-            let Some(done) = running.next().await else { break };
-            let done = done?;
+            let Some(done) = self.take_next(&mut running, &mut finished, taken).await? else { break };
             finished_here.insert(done.id.clone());
             states.insert(done.id.clone(), done);
         }
         Ok(())
     }
 
-    /// Does one step and reports it in the transcript.
-    async fn step(&self, step: &PlanStep) -> Result<StepReport, WorkflowError> {
-        let done = self.do_step(step).await?;
-        self.ctx.emit("mission.step", json!({ "id": done.id, "state": done.state, "revision": self.revision })).await?;
-        Ok(done)
+    /// The `taken`-th step to finish, as the journal says (or the first to finish, journaled so),
+    /// reported in the transcript; `None` once nothing runs.
+    async fn take_next<S>(&self, running: &mut S, finished: &mut Vec<StepReport>, taken: u32) -> Result<Option<StepReport>, WorkflowError>
+    where
+        S: Stream<Item = Result<StepReport, WorkflowError>> + Unpin,
+    {
+        if finished.is_empty() {
+            match running.next().await {
+                Some(done) => finished.push(done?),
+                None => return Ok(None),
+            }
+        }
+        let first = finished[0].id.clone();
+        let key = format!("dag/r{}/finished/{taken}", self.revision);
+        let id: String = while_running(running, finished, self.ctx.step(&key, || async { Ok(first) })).await??;
+        let report = loop {
+            if let Some(at) = finished.iter().position(|report| report.id == id) {
+                break finished.remove(at);
+            }
+            match running.next().await {
+                Some(done) => finished.push(done?),
+                None => return Err(WorkflowError::fatal(format!("the journal says step {id} finished as number {taken}, but it is not running"))),
+            }
+        };
+        let event = json!({ "id": report.id, "state": report.state, "revision": self.revision });
+        while_running(running, finished, self.ctx.emit("mission.step", event)).await??;
+        Ok(Some(report))
     }
 
     /// Does one step: its approval, its inputs, its agent's call, its output.
