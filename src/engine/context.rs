@@ -386,6 +386,13 @@ impl RunContext {
         Ok(())
     }
 
+    /// Appends a workflow event once, as the journaled step `key`: a run that resumes from the
+    /// top (after a decision, a restart) does not append it again, where [`emit`](Self::emit)
+    /// would.
+    pub async fn emit_once(&self, key: &str, event_type: &str, data: Value) -> Result<(), WorkflowError> {
+        self.step(key, || async { self.emit(event_type, data).await }).await
+    }
+
     /// Returns the decision recorded for wait point `key`; if there is none yet, puts the run in
     /// the waiting state (releasing its worker) and returns [`WorkflowError::Suspended`], which
     /// the workflow must propagate. The run resumes from the top once the decision arrives.

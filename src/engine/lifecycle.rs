@@ -240,13 +240,44 @@ fn requeue_or_fail(run: &Run, error: RunError, policy: &RetryPolicy, now: Timest
 /// The workflow stopped to wait for a decision; the run holds no worker while it waits.
 pub fn suspend(run: &Run, lease: &Lease, key: &str, prompt: &str, now: Timestamp) -> Result<Update> {
     check_lease(run, lease)?;
+    if run.cancel_requested {
+        // Cancelled while on its way to the wait: it stops here instead of waiting.
+        return cancelled_by_worker(run, lease, now);
+    }
     let mut next = run.clone();
+    if run.decisions.contains_key(key) {
+        // The decision came (ahead of the wait) after this attempt began: the run is queued
+        // again at once and finds it.
+        next.state = RunState::Queued;
+        next.lease = None;
+        next.scheduled_at = now;
+        next.updated_at = now;
+        let changed = state_changed(RunState::Running, &next, format!("the decision for `{key}` was already recorded"));
+        return Ok(Update::new(next, vec![changed]));
+    }
     next.state = RunState::Waiting;
     next.lease = None;
     next.waiting = Some(Waiting { key: key.to_owned(), prompt: prompt.to_owned(), since: now });
     next.updated_at = now;
     let changed = state_changed(RunState::Running, &next, format!("waiting for a decision at `{key}`"));
     Ok(Update::new(next, vec![changed]))
+}
+
+/// A decision for `key` given before the run waits there (a task started before its worker
+/// reached the start): recorded now, and the wait finds it when it comes. At the wait, or for a
+/// key decided already, the same as [`decide`].
+pub fn decide_ahead(run: &Run, key: &str, decision: &Decision, now: Timestamp) -> Result<Update> {
+    let waiting_here = run.state == RunState::Waiting && run.waiting.as_ref().is_some_and(|waiting| waiting.key == key);
+    if waiting_here || run.decisions.contains_key(key) {
+        return decide(run, Some(key), decision, now);
+    }
+    if run.state.is_terminal() {
+        return Err(Error::precondition("RUN_FINISHED", format!("run {} is {}; it takes no more decisions", run.id, run.state)));
+    }
+    let mut next = run.clone();
+    next.decisions.insert(key.to_owned(), decision.clone());
+    next.updated_at = now;
+    Ok(Update::new(next, vec![EventKind::DecisionRecorded { key: key.to_owned(), decision: decision.clone() }]))
 }
 
 /// The worker gives the run back (it is shutting down): queued again, with the same attempt.
@@ -446,6 +477,41 @@ mod tests {
             decide(&update.run, None, &reject, Timestamp::now()).unwrap_err(),
             Error::FailedPrecondition { reason: "RUN_NOT_WAITING", .. }
         ));
+    }
+
+    #[test]
+    fn a_decision_given_ahead_is_found_at_the_wait() {
+        let approve = Decision { outcome: DecisionOutcome::Approve, note: String::new() };
+        // Given while the run is queued: recorded, the run left as it is.
+        let queued = run(RunState::Queued);
+        let ahead = decide_ahead(&queued, "start", &approve, Timestamp::now()).unwrap();
+        assert_eq!((ahead.run.state, ahead.run.decisions.get("start")), (RunState::Queued, Some(&approve)));
+        assert!(decide_ahead(&ahead.run, "start", &approve, Timestamp::now()).unwrap().events.is_empty(), "the same again is a no-op");
+        let reject = Decision { outcome: DecisionOutcome::Reject, note: String::new() };
+        assert!(matches!(decide_ahead(&ahead.run, "start", &reject, Timestamp::now()).unwrap_err(), Error::AlreadyExists { .. }));
+        // An attempt that began before it and reaches the wait is queued again at once, not parked.
+        let mut running = run(RunState::Running);
+        running.decisions.clone_from(&ahead.run.decisions);
+        let lease = running.lease.clone().unwrap();
+        let suspended = suspend(&running, &lease, "start", "Start?", Timestamp::now()).unwrap();
+        assert_eq!((suspended.run.state, suspended.run.waiting.is_none()), (RunState::Queued, true));
+        // At the wait itself, it answers it like any decision; a finished run takes none.
+        let mut waiting = run(RunState::Waiting);
+        waiting.waiting = Some(Waiting { key: "start".into(), prompt: "Start?".into(), since: Timestamp::now() });
+        assert_eq!(decide_ahead(&waiting, "start", &approve, Timestamp::now()).unwrap().run.state, RunState::Queued);
+        assert!(matches!(
+            decide_ahead(&run(RunState::Succeeded), "start", &approve, Timestamp::now()).unwrap_err(),
+            Error::FailedPrecondition { reason: "RUN_FINISHED", .. }
+        ));
+    }
+
+    #[test]
+    fn a_run_cancelled_on_its_way_to_a_wait_stops_there() {
+        let running = run(RunState::Running);
+        let lease = running.lease.clone().unwrap();
+        let requested = cancel(&running, "not needed", false, Timestamp::now()).unwrap().run;
+        let stopped = suspend(&requested, &lease, "approve", "ok?", Timestamp::now()).unwrap();
+        assert_eq!((stopped.run.state, stopped.run.waiting.is_none()), (RunState::Cancelled, true));
     }
 
     #[test]

@@ -240,6 +240,13 @@ impl Engine {
         Ok(transition.run)
     }
 
+    /// Records a decision for `key` even if the run has not reached that wait yet (see
+    /// [`lifecycle::decide_ahead`]).
+    pub async fn decide_ahead(&self, id: RunId, key: &str, decision: Decision) -> Result<Run> {
+        let (key, now) = (key.to_owned(), Timestamp::now());
+        Ok(self.core.update(id, move |run| lifecycle::decide_ahead(run, &key, &decision, now)).await?.run)
+    }
+
     /// Answers a waiting run; the same decision again is a no-op.
     pub async fn submit_decision(&self, id: RunId, key: &str, decision: Decision) -> Result<Run> {
         let key = (!key.is_empty()).then(|| key.to_owned());
