@@ -17,6 +17,7 @@ use crate::{
     engine::{lifecycle::RetryPolicy, EngineConfig, Retention},
     error::{Error, Result},
     models::{ModelsConfig, ProviderSettings, RouterSettings},
+    server::ServeOptions,
     workflows::ShellConfig,
 };
 
@@ -97,6 +98,9 @@ pub struct Settings {
     /// Largest gRPC message accepted, in bytes [default: 16777216].
     #[arg(long, env = "CONCLAVE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Tasks running at once at most, across the processes sharing the database [default: 4].
+    #[arg(long, env = "CONCLAVE_MAX_RUNNING_TASKS")]
+    pub max_running_tasks: Option<u32>,
     /// Log format of the server itself: text or json [default: text].
     #[arg(long, env = "CONCLAVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -146,8 +150,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Postgres pool size.
     pub db_max_connections: u32,
-    /// Largest gRPC message accepted.
-    pub max_message_bytes: usize,
+    /// What the gRPC services take.
+    pub serve: ServeOptions,
     /// Server log format.
     pub log_format: LogFormat,
     /// The engine's settings.
@@ -198,6 +202,7 @@ impl Settings {
             max_artifact_bytes: self.max_artifact_bytes.or(base.max_artifact_bytes),
             artifact_collect_after_seconds: self.artifact_collect_after_seconds.or(base.artifact_collect_after_seconds),
             max_message_bytes: self.max_message_bytes.or(base.max_message_bytes),
+            max_running_tasks: self.max_running_tasks.or(base.max_running_tasks),
             log_format: self.log_format.or(base.log_format),
             enable_shell: self.enable_shell.or(base.enable_shell),
             kinds: KindsSettings { shell },
@@ -261,6 +266,9 @@ impl Settings {
             ..defaults
         };
         let mut artifacts = ArtifactsConfig::in_dir(self.artifacts_dir.unwrap_or_else(|| data_dir.join("artifacts")));
+        if self.max_running_tasks == Some(0) {
+            return Err(Error::invalid("max_running_tasks", "must be at least 1"));
+        }
         match self.max_artifact_bytes {
             Some(0) => return Err(Error::invalid("max_artifact_bytes", "must be at least 1")),
             Some(bytes) => artifacts.max_bytes = bytes,
@@ -274,7 +282,10 @@ impl Settings {
             database_url,
             data_dir,
             db_max_connections: self.db_max_connections.unwrap_or(16),
-            max_message_bytes: self.max_message_bytes.unwrap_or(16 << 20),
+            serve: ServeOptions {
+                max_message_bytes: self.max_message_bytes.unwrap_or(ServeOptions::default().max_message_bytes),
+                max_running_tasks: self.max_running_tasks.unwrap_or(ServeOptions::default().max_running_tasks),
+            },
             log_format: self.log_format.unwrap_or_default(),
             engine,
             shell,

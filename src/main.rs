@@ -84,7 +84,7 @@ async fn serve(config: Option<PathBuf>, settings: Settings) -> conclave::Result<
         "conclave is serving"
     );
     engine.start();
-    server::serve(engine, listener, config.max_message_bytes, shutdown_signal()).await
+    server::serve(engine, listener, config.serve, shutdown_signal()).await
 }
 
 #[tokio::main]

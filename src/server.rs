@@ -8,14 +8,14 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::{AdminApi, ArtifactApi, DebateApi, MissionApi, ModelApi, RunApi, WorkerApi},
+    api::{AdminApi, ArtifactApi, DebateApi, MissionApi, ModelApi, RunApi, TaskApi, WorkerApi},
     artifacts::Artifacts,
     config::ServerConfig,
     engine::Engine,
     error::{Error, Result},
     proto::{
         self, admin_service_server::AdminServiceServer, artifact_service_server::ArtifactServiceServer,
-        debate_service_server::DebateServiceServer, mission_service_server::MissionServiceServer,
+        debate_service_server::DebateServiceServer, mission_service_server::MissionServiceServer, task_service_server::TaskServiceServer,
         model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
         worker_service_server::WorkerServiceServer,
     },
@@ -79,9 +79,25 @@ pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
     Ok(Engine::new(store, registry, router, artifacts, config.engine.clone()))
 }
 
+/// What the gRPC services take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Largest gRPC message accepted or sent (an artifact chunk, never an artifact).
+    pub max_message_bytes: usize,
+    /// Tasks running at once at most.
+    pub max_running_tasks: u32,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { max_message_bytes: 16 << 20, max_running_tasks: 4 }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully. The
 /// engine must have been started (or not, for an API-only server) by the caller.
-pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usize, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let max_message_bytes = options.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<RunApi>>().await;
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
@@ -90,6 +106,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     health.set_serving::<ArtifactServiceServer<ArtifactApi>>().await;
     health.set_serving::<DebateServiceServer<DebateApi>>().await;
     health.set_serving::<MissionServiceServer<MissionApi>>().await;
+    health.set_serving::<TaskServiceServer<TaskApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -124,6 +141,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
     let missions = MissionServiceServer::new(MissionApi::new(engine.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let tasks = TaskServiceServer::new(TaskApi::new(engine.clone(), options.max_running_tasks))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
@@ -136,6 +156,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         health.set_not_serving::<ArtifactServiceServer<ArtifactApi>>().await;
         health.set_not_serving::<DebateServiceServer<DebateApi>>().await;
         health.set_not_serving::<MissionServiceServer<MissionApi>>().await;
+        health.set_not_serving::<TaskServiceServer<TaskApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -157,6 +178,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, max_message_bytes: usi
         .add_service(artifacts)
         .add_service(debates)
         .add_service(missions)
+        .add_service(tasks)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

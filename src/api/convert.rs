@@ -24,6 +24,7 @@ use crate::{
             spec::{AgentRole, Gate, Limits, MissionSpec},
             CreateMissionRequest, MissionOutcome, MissionReport, MissionView, StepReport,
         },
+        task::{self, CreateTaskRequest, TaskStats, TaskView},
     },
     models::{
         chain_entry_problem, determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
@@ -1243,6 +1244,184 @@ pub fn from_mission_memory(memory: proto::MissionMemory, workspace: &WorkspaceId
         outcome: memory.outcome,
         created_at: memory.created_at.map(|value| from_timestamp(value, &format!("{field}.created_at"))).transpose()?.unwrap_or_else(Timestamp::now),
     })
+}
+
+/// A task request, decoded (the spec is validated when the task is created).
+pub fn create_task_request(request: proto::CreateTaskRequest) -> Result<CreateTaskRequest> {
+    let mode = match proto::TaskMode::try_from(request.mode) {
+        Ok(proto::TaskMode::Manual) => task::spec::Mode::Manual,
+        Ok(proto::TaskMode::Autonomous) => task::spec::Mode::Autonomous,
+        Err(_) => return Err(Error::invalid("mode", format!("{} is not a TaskMode", request.mode))),
+    };
+    let evolution = match proto::EvolutionLevel::try_from(request.evolution_level) {
+        Ok(proto::EvolutionLevel::FixOnly) => task::spec::Evolution::FixOnly,
+        Ok(proto::EvolutionLevel::Guided) => task::spec::Evolution::Guided,
+        Ok(proto::EvolutionLevel::Proactive) => task::spec::Evolution::Proactive,
+        Err(_) => return Err(Error::invalid("evolution_level", format!("{} is not an EvolutionLevel", request.evolution_level))),
+    };
+    let participant = |participant: proto::TaskParticipant| task::spec::Participant {
+        id: participant.id,
+        model: (!participant.model.is_empty()).then_some(participant.model),
+        temperature: participant.temperature,
+        max_tokens: participant.max_tokens,
+    };
+    let timeouts = request.timeouts.unwrap_or_default();
+    let text = |text: String| (!text.is_empty()).then_some(text);
+    let spec = task::spec::TaskSpec {
+        title: request.title,
+        description: request.description,
+        project_dir: request.project_dir.into(),
+        author: participant(request.author.unwrap_or_default()),
+        reviewers: request.reviewers.into_iter().map(participant).collect(),
+        fallbacks: request.fallbacks.into_iter().map(participant).collect(),
+        mode,
+        sandbox: request.sandbox,
+        sandbox_path: text(request.sandbox_path).map(Into::into),
+        auto_merge: request.auto_merge,
+        evolution,
+        max_rounds: request.max_rounds,
+        evolve_until: request.evolve_until.map(|time| from_timestamp(time, "evolve_until")).transpose()?,
+        test_command: text(request.test_command),
+        lint_command: text(request.lint_command),
+        timeouts: task::spec::Timeouts {
+            agent_seconds: timeouts.agent_seconds,
+            command_seconds: timeouts.command_seconds,
+            task_seconds: timeouts.task_seconds,
+        },
+        auto_start: request.auto_start,
+    };
+    Ok(CreateTaskRequest { workspace: request.workspace, spec, request_id: request.request_id, labels: request.labels.into_iter().collect() })
+}
+
+/// A task status on the wire.
+pub fn task_status(status: task::Status) -> proto::TaskStatus {
+    match status {
+        task::Status::Queued => proto::TaskStatus::Queued,
+        task::Status::Running => proto::TaskStatus::Running,
+        task::Status::WaitingManual => proto::TaskStatus::WaitingManual,
+        task::Status::Passed => proto::TaskStatus::Passed,
+        task::Status::FailedGate => proto::TaskStatus::FailedGate,
+        task::Status::FailedSystem => proto::TaskStatus::FailedSystem,
+        task::Status::Canceled => proto::TaskStatus::Canceled,
+    }
+}
+
+/// A status filter from the wire: unspecified is none.
+pub fn from_task_status(value: i32, field: &str) -> Result<Option<task::Status>> {
+    let status = proto::TaskStatus::try_from(value).map_err(|_| Error::invalid(field, format!("{value} is not a TaskStatus")))?;
+    Ok(task::Status::ALL.into_iter().find(|candidate| task_status(*candidate) == status))
+}
+
+fn task_check(check: &task::gate::Check) -> proto::TaskCheck {
+    proto::TaskCheck {
+        command: check.command.clone(),
+        outcome: check.outcome.as_str().to_owned(),
+        exit_code: check.exit_code,
+        log_artifact_id: check.log_artifact_id.clone().unwrap_or_default(),
+    }
+}
+
+fn task_review(review: &task::gate::Review) -> proto::TaskReview {
+    proto::TaskReview { reviewer: review.reviewer.clone(), verdict: review.verdict.as_str().to_owned(), findings: review.findings.clone() }
+}
+
+/// A task on the wire.
+pub fn task(view: &TaskView) -> proto::Task {
+    let report = view.report.as_ref();
+    proto::Task {
+        id: view.run.id.to_string(),
+        run: Some(run(&view.run)),
+        title: view.spec.title.clone(),
+        description: view.spec.description.clone(),
+        project_dir: view.spec.project_dir.display().to_string(),
+        status: task_status(task::task_status(view)).into(),
+        reason: task::task_reason(view).map(|reason| reason.as_str().to_owned()).unwrap_or_default(),
+        rounds: report
+            .map(|report| {
+                report
+                    .rounds
+                    .iter()
+                    .map(|round| proto::TaskRound {
+                        number: round.number,
+                        discussion: round.discussion.clone(),
+                        reviews: round.proposal_reviews.iter().chain(&round.reviews).map(task_review).collect(),
+                        tests: Some(task_check(&round.tests)),
+                        lint: Some(task_check(&round.lint)),
+                        gate: round.gate.as_str().to_owned(),
+                        findings: round.gate.findings.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        workdir: report.map(|report| report.workdir.clone()).unwrap_or_default(),
+        merged: report.is_some_and(|report| report.merged),
+        diff_artifact_id: report.and_then(|report| report.diff_artifact_id.clone()).unwrap_or_default(),
+        message: report.map(|report| report.message.clone()).or_else(|| view.run.error.as_ref().map(|error| error.message.clone())).unwrap_or_default(),
+    }
+}
+
+/// A task's view of a run event: the dialogue, gate results, status changes; `None` for the
+/// rest.
+pub fn task_event(event: &RunEvent) -> Option<proto::TaskEvent> {
+    use proto::task_event::Event;
+    let text = |data: &Value, field: &str| data.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let round = |data: &Value| data.get("round").and_then(Value::as_u64).and_then(|round| u32::try_from(round).ok()).unwrap_or_default();
+    let payload = match &event.kind {
+        EventKind::StateChanged { to, .. } => Event::Status(
+            match to {
+                RunState::Queued | RunState::Waiting => proto::TaskStatus::Queued,
+                RunState::Running => proto::TaskStatus::Running,
+                RunState::Succeeded | RunState::Failed | RunState::Cancelled => return None,
+            }
+            .into(),
+        ),
+        EventKind::Workflow { event_type, data } => match event_type.as_str() {
+            "task.message" => Event::Message(proto::TaskMessage {
+                round: round(data),
+                phase: text(data, "phase"),
+                speaker: text(data, "speaker"),
+                text: text(data, "text"),
+            }),
+            "task.gate" => Event::Gate(proto::TaskGate {
+                round: round(data),
+                result: text(data, "result"),
+                findings: data
+                    .get("findings")
+                    .and_then(Value::as_array)
+                    .map(|findings| findings.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            }),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(proto::TaskEvent { sequence: event.sequence, time: Some(timestamp(event.time)), event: Some(payload) })
+}
+
+/// Task stats on the wire.
+pub fn task_stats(stats: &TaskStats) -> proto::TaskStats {
+    proto::TaskStats {
+        status_counts: stats.status_counts.iter().map(|(status, count)| (status.as_str().to_owned(), *count)).collect(),
+        reason_counts: stats.reason_counts.iter().map(|(reason, count)| (reason.as_str().to_owned(), *count)).collect(),
+        provider_error_counts: stats.provider_error_counts.clone().into_iter().collect(),
+        recent: stats.recent,
+        pass_rate: stats.pass_rate,
+        failed_gate_rate: stats.failed_gate_rate,
+        failed_system_rate: stats.failed_system_rate,
+        mean_duration_seconds: stats.mean_duration_seconds,
+    }
+}
+
+/// A workspace tree on the wire.
+pub fn workspace_tree(tree: &task::tree::Tree) -> proto::WorkspaceTree {
+    proto::WorkspaceTree {
+        entries: tree
+            .entries
+            .iter()
+            .map(|entry| proto::WorkspaceEntry { path: entry.path.clone(), is_dir: entry.is_dir, size: entry.size, depth: entry.depth })
+            .collect(),
+        truncated: tree.truncated,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod missions;
 pub(crate) mod convert;
 mod models;
 mod runs;
+mod tasks;
 pub mod status;
 mod workers;
 
@@ -26,6 +27,7 @@ pub use debates::DebateApi;
 pub use missions::MissionApi;
 pub use models::ModelApi;
 pub use runs::RunApi;
+pub use tasks::TaskApi;
 pub use workers::WorkerApi;
 
 /// The response stream of a server-streaming RPC.

@@ -1564,7 +1564,7 @@ fn serve_on_own_runtime(
         };
         let _ = ready.send(Ok(addr));
         engine.start();
-        server::serve(engine, listener, MAX_MESSAGE_BYTES, async {
+        server::serve(engine, listener, server::ServeOptions { max_message_bytes: MAX_MESSAGE_BYTES, ..server::ServeOptions::default() }, async {
             let _ = stop.await;
         })
         .await

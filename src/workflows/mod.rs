@@ -10,10 +10,13 @@ mod input;
 pub mod resource;
 mod shell;
 pub mod structured;
+pub mod task;
 
 pub use basic::{Approval, Echo, Noop, Sleep, Steps};
 pub use debate::Debate;
 pub use mission::Mission;
+pub use task::Task;
+
 pub use generate::Generate;
 pub use shell::{Shell, ShellConfig};
 
@@ -31,6 +34,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("generate", Generate)
         .register("debate", Debate)
         .register("mission", Mission)
+        .register("task", Task)
         .register("shell", Shell::new(shell));
     registry
 }

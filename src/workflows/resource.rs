@@ -42,7 +42,8 @@ pub struct View<R: RunResource> {
 }
 
 impl<R: RunResource> View<R> {
-    fn of(run: Run) -> Result<Self> {
+    /// The resource a run is, if it is one of this kind.
+    pub fn of(run: Run) -> Result<Self> {
         if run.kind != R::KIND {
             return Err(Error::not_found(R::NOUN, run.id));
         }

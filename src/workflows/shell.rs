@@ -78,24 +78,52 @@ impl Shell {
         };
         let base = self.config.working_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         Ok(ShellParams {
-            program,
-            args: input::opt_strings(input, "args")?.unwrap_or_default(),
-            cwd: input::opt_str(input, "cwd")?.map_or(base.clone(), |cwd| base.join(cwd)),
-            env,
-            timeout: input::opt_number(input, "timeout_seconds", 0.001, 7.0 * 24.0 * 3600.0)?.map(Duration::from_secs_f64),
+            command: CommandSpec {
+                program,
+                args: input::opt_strings(input, "args")?.unwrap_or_default(),
+                cwd: input::opt_str(input, "cwd")?.map_or(base.clone(), |cwd| base.join(cwd)),
+                env,
+                timeout: input::opt_number(input, "timeout_seconds", 0.001, 7.0 * 24.0 * 3600.0)?.map(Duration::from_secs_f64),
+            },
             allow_failure: input::opt_bool(input, "allow_failure")?.unwrap_or(false),
         })
     }
 }
 
 struct ShellParams {
-    program: String,
-    args: Vec<String>,
-    cwd: PathBuf,
-    env: BTreeMap<String, String>,
-    timeout: Option<Duration>,
+    command: CommandSpec,
     allow_failure: bool,
 }
+
+/// A command to run for a workflow.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// With this exit status (or minus the signal that killed it).
+    Exited(i32),
+    /// Killed at its timeout.
+    TimedOut,
+}
+
+/// A finished command: how it ended, and the end of its output (standard output and error, by
+/// line, as they came), at most [`KEPT_OUTPUT_BYTES`].
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    pub ended: Ended,
+    pub output: String,
+}
+
+/// How much of a command's output [`run_command`] keeps (the start is dropped past it).
+pub(crate) const KEPT_OUTPUT_BYTES: usize = 1 << 20;
 
 #[async_trait]
 impl Workflow for Shell {
@@ -105,16 +133,29 @@ impl Workflow for Shell {
 
     async fn run(&self, ctx: &RunContext) -> Result<Value, WorkflowError> {
         let params = self.params(ctx.input()).map_err(|err| WorkflowError::invalid_input(err.to_string()))?;
-        let exit_code: i32 = ctx.step("command", || run_command(ctx, &params)).await?;
+        let command = &params.command;
+        let exit_code: i32 = ctx
+            .step("command", || async {
+                match run_command(ctx, command).await?.ended {
+                    Ended::Exited(code) => Ok(code),
+                    Ended::TimedOut => Err(WorkflowError::Failed {
+                        code: ErrorCode::Timeout,
+                        message: format!("`{}` ran past its timeout of {:?} and was killed", command.program, command.timeout.unwrap_or_default()),
+                        retryable: true,
+                    }),
+                }
+            })
+            .await?;
         if exit_code != 0 && !params.allow_failure {
-            return Err(WorkflowError::fatal(format!("`{}` exited with status {exit_code}", params.program)));
+            return Err(WorkflowError::fatal(format!("`{}` exited with status {exit_code}", command.program)));
         }
         Ok(json!({ "exit_code": exit_code }))
     }
 }
 
-/// Runs the command to its end, streaming its output; the exit code (or -signal) is the result.
-async fn run_command(ctx: &RunContext, params: &ShellParams) -> Result<i32, WorkflowError> {
+/// Runs the command to its end or its timeout, streaming its output into the run's log and
+/// keeping the end of it.
+pub(crate) async fn run_command(ctx: &RunContext, params: &CommandSpec) -> Result<Finished, WorkflowError> {
     let mut command = Command::new(&params.program);
     command
         .args(&params.args)
@@ -134,28 +175,55 @@ async fn run_command(ctx: &RunContext, params: &ShellParams) -> Result<i32, Work
     })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let kept = std::sync::Mutex::new(KeptOutput::default());
     let finished = async {
-        tokio::join!(pump(ctx, stdout, LogStream::Stdout), pump(ctx, stderr, LogStream::Stderr));
+        tokio::join!(pump(ctx, stdout, LogStream::Stdout, &kept), pump(ctx, stderr, LogStream::Stderr, &kept));
         child.wait().await
     };
     let timeout = params.timeout.unwrap_or(Duration::MAX);
-    let status = tokio::select! {
-        status = finished => status.map_err(|err| WorkflowError::fatal(format!("lost track of `{}`: {err}", params.program)))?,
-        () = tokio::time::sleep(timeout) => {
-            return Err(WorkflowError::Failed {
-                code: ErrorCode::Timeout,
-                message: format!("`{}` ran past its timeout of {:?} and was killed", params.program, timeout),
-                retryable: true,
-            });
+    let ended = tokio::select! {
+        status = finished => {
+            let status = status.map_err(|err| WorkflowError::fatal(format!("lost track of `{}`: {err}", params.program)))?;
+            use std::os::unix::process::ExitStatusExt;
+            Ended::Exited(status.code().or_else(|| status.signal().map(|signal| -signal)).unwrap_or(-1))
         }
+        () = tokio::time::sleep(timeout) => Ended::TimedOut,
         () = ctx.cancelled() => return Err(WorkflowError::Cancelled),
     };
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().or_else(|| status.signal().map(|signal| -signal)).unwrap_or(-1))
+    let output = kept.into_inner().map(KeptOutput::into_text).unwrap_or_default();
+    Ok(Finished { ended, output })
 }
 
-/// Streams a child's output into the run's log, line by line (invalid UTF-8 replaced).
-async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: LogStream) {
+/// The end of a command's output, at most [`KEPT_OUTPUT_BYTES`], whole lines.
+#[derive(Default)]
+struct KeptOutput {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl KeptOutput {
+    fn push(&mut self, line: &str) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_owned());
+        while self.bytes > KEPT_OUTPUT_BYTES {
+            let Some(dropped) = self.lines.pop_front() else { break };
+            self.bytes -= dropped.len() + 1;
+        }
+    }
+
+    fn into_text(self) -> String {
+        let mut text = String::with_capacity(self.bytes);
+        for line in self.lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// Streams a child's output into the run's log, line by line (invalid UTF-8 replaced), and
+/// keeps its end.
+async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: LogStream, kept: &std::sync::Mutex<KeptOutput>) {
     let Some(output) = output else { return };
     let mut reader = BufReader::new(output);
     let mut line = Vec::new();
@@ -165,6 +233,9 @@ async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: 
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(&text);
+                }
                 ctx.log(stream, &text).await;
             }
         }

@@ -53,9 +53,18 @@ pub struct Agent<'a> {
 /// Asks `agent` for an answer of type `A` as the journaled model call `key`; an unusable
 /// answer is asked for again once (step `key/retry`) with what was wrong.
 pub async fn ask<A: Answer>(ctx: &RunContext, key: &str, agent: Agent<'_>, prompt: &str, prompt_version: &str) -> Result<Answered<A>, WorkflowError> {
-    let mut request = ModelRequest::prompt(format!("{prompt}\n\nAnswer with only a JSON object of this shape:\n{}", A::SHAPE));
+    let mut request = ModelRequest::prompt(prompt);
     request.system = Some(agent.instructions);
     request.origin = Origin { role: Some(agent.role.to_owned()), chain: agent.chain.to_vec(), ..Origin::default() };
+    ask_with(ctx, key, request, prompt_version).await
+}
+
+/// As [`ask`], with the request made by the caller (its model, sampling, working directory):
+/// the shape of `A` is added to its last message.
+pub async fn ask_with<A: Answer>(ctx: &RunContext, key: &str, mut request: ModelRequest, prompt_version: &str) -> Result<Answered<A>, WorkflowError> {
+    if let Some(last) = request.messages.last_mut() {
+        last.content.push_str(&format!("\n\nAnswer with only a JSON object of this shape:\n{}", A::SHAPE));
+    }
     let first = ctx.generate(key, request.clone(), Some(prompt_version)).await?;
     let problem = match parse::<A>(&first.text) {
         Ok(answer) => return Ok(Answered::Given(answer)),

@@ -261,7 +261,7 @@ impl TestServer {
                 let _ = ready_tx.send((engine.clone(), addr));
                 engine.start();
                 let (graceful_tx, graceful) = oneshot::channel::<()>();
-                let serve = conclave::server::serve(engine, listener, 16 << 20, async {
+                let serve = conclave::server::serve(engine, listener, conclave::server::ServeOptions::default(), async {
                     let _ = graceful.await;
                 });
                 tokio::pin!(serve);

@@ -1,0 +1,276 @@
+//! `TaskService`'s domain: a task is a run of kind `task` whose input is its spec and whose
+//! output its report (see `workflows::resource`), created under the cap on running tasks and
+//! with the watchdog's deadline; its status is read from the run; stats are counted over the
+//! workspace's tasks.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{
+    tree::{self, Tree},
+    spec::TaskSpec, Reason, Status, TaskReport, AUTHOR_DECISION_KEY, START_KEY};
+use crate::{
+    domain::{Decision, DecisionOutcome, ErrorCode, Page, RunEvent, RunId, RunState, Timestamp},
+    engine::{CreateRunRequest, Delivery, Engine, ListRunsRequest},
+    error::{Error, Result},
+    workflows::resource::{Resources, RunResource, View},
+};
+
+/// The concurrency key every task runs under, so at most the configured number run at once.
+const CONCURRENCY_KEY: &str = "conclave:tasks";
+/// The most runs `stats` reads through.
+const MAX_SCANNED: usize = 10_000;
+/// The most entries a workspace tree holds.
+const MAX_TREE_ENTRIES: usize = 5000;
+/// The depth of a workspace tree when the request gives none.
+const DEFAULT_TREE_DEPTH: u32 = 3;
+
+/// Tasks as resources.
+#[derive(Debug)]
+pub struct TaskResource;
+
+impl RunResource for TaskResource {
+    const KIND: &'static str = "task";
+    const NOUN: &'static str = "task";
+    type Spec = TaskSpec;
+    type Report = TaskReport;
+
+    fn spec_from_input(input: &Map<String, Value>) -> Result<TaskSpec> {
+        TaskSpec::from_input(input)
+    }
+
+    fn validated(spec: TaskSpec) -> Result<TaskSpec> {
+        spec.validated()
+    }
+}
+
+/// A task.
+pub type TaskView = View<TaskResource>;
+
+/// A request to create a task.
+#[derive(Debug, Clone)]
+pub struct CreateTaskRequest {
+    pub workspace: String,
+    pub spec: TaskSpec,
+    pub request_id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Counts and rates over a workspace's tasks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskStats {
+    pub status_counts: BTreeMap<Status, u64>,
+    pub reason_counts: BTreeMap<Reason, u64>,
+    pub provider_error_counts: BTreeMap<String, u64>,
+    /// The terminal tasks the rates are over.
+    pub recent: u32,
+    pub pass_rate: f64,
+    pub failed_gate_rate: f64,
+    pub failed_system_rate: f64,
+    pub mean_duration_seconds: f64,
+}
+
+/// The tasks an engine runs.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    engine: Engine,
+    resources: Resources<TaskResource>,
+    max_running: u32,
+}
+
+impl Tasks {
+    /// The tasks of this engine, at most `max_running` running at once.
+    pub fn new(engine: Engine, max_running: u32) -> Self {
+        Self { resources: Resources::new(engine.clone()), engine, max_running: max_running.max(1) }
+    }
+
+    /// Validates and creates a task; it starts at once with `auto_start`, otherwise on `start`.
+    pub async fn create(&self, request: CreateTaskRequest) -> Result<TaskView> {
+        let spec = request.spec.validated()?;
+        let deadline = Timestamp::now().plus(std::time::Duration::from_secs(u64::from(spec.timeouts.task_seconds)));
+        let Value::Object(input) = serde_json::to_value(&spec).map_err(|err| Error::Internal(format!("a task cannot be stored: {err}")))? else {
+            return Err(Error::Internal("a task spec is not a JSON object".into()));
+        };
+        let run = self
+            .engine
+            .create_run(CreateRunRequest {
+                workspace: request.workspace,
+                kind: TaskResource::KIND.to_owned(),
+                input,
+                labels: request.labels,
+                request_id: request.request_id,
+                deadline: Some(deadline),
+                concurrency_key: CONCURRENCY_KEY.to_owned(),
+                concurrency_limit: self.max_running,
+                ..CreateRunRequest::default()
+            })
+            .await?;
+        TaskView::of(run)
+    }
+
+    /// Starts a task created without `auto_start`; starting it again changes nothing.
+    pub async fn start(&self, id: RunId) -> Result<TaskView> {
+        let task = self.get(id).await?;
+        if task.spec.auto_start {
+            return Ok(task);
+        }
+        TaskView::of(self.engine.decide_ahead(id, START_KEY, Decision { outcome: DecisionOutcome::Approve, note: String::new() }).await?)
+    }
+
+    /// The author's decision on a task waiting for it; the same decision again changes nothing.
+    pub async fn decide(&self, id: RunId, approve: bool, note: String) -> Result<TaskView> {
+        let task = self.get(id).await?;
+        let waiting_here = task.run.waiting.as_ref().is_some_and(|waiting| waiting.key == AUTHOR_DECISION_KEY);
+        if !waiting_here && !task.run.decisions.contains_key(AUTHOR_DECISION_KEY) {
+            return Err(Error::precondition(
+                "TASK_NOT_WAITING_MANUAL",
+                format!("task {id} is {}, not waiting for the author's decision", task_status(&task).as_str()),
+            ));
+        }
+        let outcome = if approve { DecisionOutcome::Approve } else { DecisionOutcome::Reject };
+        TaskView::of(self.engine.submit_decision(id, AUTHOR_DECISION_KEY, Decision { outcome, note }).await?)
+    }
+
+    /// One task.
+    pub async fn get(&self, id: RunId) -> Result<TaskView> {
+        self.resources.get(id).await
+    }
+
+    /// Cancels a task at its next step.
+    pub async fn cancel(&self, id: RunId, reason: &str) -> Result<TaskView> {
+        self.resources.cancel(id, reason).await
+    }
+
+    /// Ends a task now as failed, for `reason`.
+    pub async fn force_fail(&self, id: RunId, reason: &str) -> Result<TaskView> {
+        self.get(id).await?;
+        let reason = if reason.trim().is_empty() { Reason::WatchdogTimeout.as_str() } else { reason };
+        TaskView::of(self.engine.force_fail_run(id, reason).await?)
+    }
+
+    /// The task's run events after `after`, then live ones, until it finishes.
+    pub async fn watch(&self, id: RunId, after: u64) -> Result<mpsc::Receiver<Result<Delivery<RunEvent>>>> {
+        self.resources.watch(id, after).await
+    }
+
+    /// A project's files and directories to `depth` levels (0: the default), without what
+    /// `.gitignore` ignores.
+    pub async fn workspace_tree(&self, project_dir: &str, depth: u32) -> Result<Tree> {
+        let dir = PathBuf::from(project_dir);
+        if !dir.is_absolute() {
+            return Err(Error::invalid("project_dir", "must be an absolute path on the server's machine"));
+        }
+        let depth = if depth == 0 { DEFAULT_TREE_DEPTH } else { depth };
+        tokio::task::spawn_blocking(move || tree::workspace_tree(&dir, depth, MAX_TREE_ENTRIES))
+            .await
+            .map_err(|err| Error::Internal(format!("the workspace tree task failed: {err}")))?
+    }
+
+    /// A workspace's tasks, newest first, perhaps only those with `status`. A page may hold
+    /// fewer than `page_size` tasks when filtering by status.
+    pub async fn list(&self, workspace: String, status: Option<Status>, page_size: i32, page_token: String) -> Result<Page<TaskView>> {
+        let page = self.resources.list(workspace, None, page_size, page_token).await?;
+        let items = page.items.into_iter().filter(|task| status.is_none_or(|status| task_status(task) == status)).collect();
+        Ok(Page { items, next_page_token: page.next_page_token })
+    }
+
+    /// Counts over a workspace's tasks (the newest [`MAX_SCANNED`]), and rates and the mean
+    /// duration over its last `recent` terminal ones.
+    pub async fn stats(&self, workspace: String, recent: u32) -> Result<TaskStats> {
+        let recent = if recent == 0 { 50 } else { recent };
+        if recent > 1000 {
+            return Err(Error::invalid("recent", format!("is {recent}; at most 1000")));
+        }
+        let mut tasks = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .engine
+                .list_runs(ListRunsRequest {
+                    workspace: workspace.clone(),
+                    kind: TaskResource::KIND.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                    ..ListRunsRequest::default()
+                })
+                .await?;
+            tasks.extend(page.items.into_iter().map(TaskView::of).collect::<Result<Vec<_>>>()?);
+            match page.next_page_token {
+                Some(next) if tasks.len() < MAX_SCANNED => page_token = next,
+                _ => break,
+            }
+        }
+        Ok(count(&tasks, recent as usize))
+    }
+}
+
+/// Counts over `tasks` (newest first), rates over the first `recent` terminal ones.
+fn count(tasks: &[TaskView], recent: usize) -> TaskStats {
+    let mut stats = TaskStats::default();
+    for task in tasks {
+        *stats.status_counts.entry(task_status(task)).or_default() += 1;
+        if let Some(reason) = task_reason(task) {
+            *stats.reason_counts.entry(reason).or_default() += 1;
+        }
+        for round in task.report.iter().flat_map(|report| &report.rounds) {
+            for error in &round.provider_errors {
+                *stats.provider_error_counts.entry(error.clone()).or_default() += 1;
+            }
+        }
+    }
+    let terminal: Vec<(Status, f64)> = tasks
+        .iter()
+        .filter_map(|task| {
+            let status = task_status(task);
+            let run = &task.run;
+            let duration = run.finished_at.zip(run.started_at.or(Some(run.created_at))).map(|(end, start)| end.since(start).as_secs_f64());
+            status.is_terminal().then_some((status, duration.unwrap_or(0.0)))
+        })
+        .take(recent)
+        .collect();
+    stats.recent = terminal.len() as u32;
+    if !terminal.is_empty() {
+        let share = |wanted: Status| terminal.iter().filter(|(status, _)| *status == wanted).count() as f64 / terminal.len() as f64;
+        stats.pass_rate = share(Status::Passed);
+        stats.failed_gate_rate = share(Status::FailedGate);
+        stats.failed_system_rate = share(Status::FailedSystem);
+        stats.mean_duration_seconds = terminal.iter().map(|(_, seconds)| seconds).sum::<f64>() / terminal.len() as f64;
+    }
+    stats
+}
+
+/// A task's status, from its run: a finished run's report says how it ended; a failed run is
+/// a system failure; a waiting run is queued (at the start) or waiting for the author.
+pub fn task_status(task: &TaskView) -> Status {
+    let run = &task.run;
+    match run.state {
+        RunState::Succeeded => task.report.as_ref().map_or(Status::FailedSystem, |report| report.status),
+        RunState::Failed => Status::FailedSystem,
+        RunState::Cancelled => Status::Canceled,
+        RunState::Running => Status::Running,
+        RunState::Queued => Status::Queued,
+        RunState::Waiting if run.waiting.as_ref().is_some_and(|waiting| waiting.key == AUTHOR_DECISION_KEY) => Status::WaitingManual,
+        RunState::Waiting => Status::Queued,
+    }
+}
+
+/// Why a finished task ended so; `None` while it runs.
+pub fn task_reason(task: &TaskView) -> Option<Reason> {
+    let run = &task.run;
+    match run.state {
+        RunState::Succeeded => task.report.as_ref().map(|report| report.reason),
+        RunState::Cancelled => Some(Reason::Canceled),
+        RunState::Failed => Some(match run.error.as_ref().map(|error| error.code) {
+            Some(ErrorCode::DeadlineExceeded) => Reason::WatchdogTimeout,
+            Some(ErrorCode::ForceFailed) => {
+                run.error.as_ref().and_then(|error| Reason::parse(error.message.trim())).unwrap_or(Reason::ForceFailed)
+            }
+            Some(ErrorCode::ModelFailed) => Reason::ProviderFailed,
+            Some(ErrorCode::Timeout) => Reason::CommandFailed,
+            _ => Reason::SystemError,
+        }),
+        RunState::Queued | RunState::Running | RunState::Waiting => None,
+    }
+}
