@@ -404,6 +404,8 @@ async fn a_restart_mid_round_repeats_no_finished_phase(database: &TestDatabase) 
         }
     }
     assert_eq!(calls(root.path()), 2, "round 1's discussion and implementation");
+    let now = client.get_task(proto::GetTaskRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    assert_eq!((now.status(), now.round, now.phase.as_str()), (proto::TaskStatus::Running, 1, "review"), "where it is, while it runs");
     server.crash().await;
 
     let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), fast_config(), models()).await;
@@ -433,7 +435,106 @@ async fn the_deadline_and_the_watchdog_end_a_task(database: &TestDatabase) {
     setup.server.shutdown().await;
 }
 
+/// Mock providers for the gate cases: `ok` (every review `no_blocker`), `block` (a blocker),
+/// `mute` (no JSON, so `unknown`) and `down` (failing, so no review).
+fn gate_models() -> ModelsConfig {
+    let text = r#"
+[providers.ok]
+type = "mock"
+[[providers.ok.script]]
+role = "reviewer"
+json = { verdict = "no_blocker", findings = [] }
+
+[providers.block]
+type = "mock"
+[[providers.block.script]]
+role = "reviewer"
+json = { verdict = "blocker", findings = ["it breaks the build"] }
+
+[providers.mute]
+type = "mock"
+
+[providers.down]
+type = "mock"
+[[providers.down.script]]
+role = "reviewer"
+fail = "authentication"
+"#;
+    let file: toml::Table = toml::from_str(text).expect("models");
+    let providers = file.into_iter().next().map(|(_, providers)| providers.try_into().expect("providers")).unwrap_or_default();
+    ModelsConfig { providers, router: RouterSettings { chain: vec!["ok".into()], ..RouterSettings::default() } }
+}
+
+/// Every gate case, one round each, with mock agents (nothing edits files): the first failure
+/// in the seed's order is the one reported.
+async fn every_gate_case_with_the_mock(database: &TestDatabase) {
+    let root = tempfile::tempdir().unwrap();
+    let project = project(root.path());
+    let server = TestServer::start_with_models(&database.url, test_registry(&StepCounter::default()), fast_config(), gate_models()).await;
+    let mut client = tasks(&server).await;
+    let reviewer = |id: &str| proto::TaskParticipant { id: id.into(), ..Default::default() };
+    let case = |test: &str, lint: &str, reviewers: &[&str]| proto::CreateTaskRequest {
+        author: participant("ok#author"),
+        reviewers: reviewers.iter().map(|id| reviewer(id)).collect(),
+        sandbox: false,
+        auto_merge: false,
+        max_rounds: 1,
+        test_command: test.into(),
+        lint_command: lint.into(),
+        ..request(&project)
+    };
+    let cases = [
+        (case("false", "false", &["block#a", "mute#b"]), "tests_failed"),
+        (case("true", "exit 3", &["block#a", "mute#b"]), "lint_failed"),
+        (case("true", "true", &["mute#a", "block#b"]), "review_blocker"),
+        (case("", "", &["ok#a", "mute#b"]), "review_unknown"),
+        (case("true", "", &["ok#a", "down#b"]), "review_missing"),
+        (case("true", "true", &["ok#a", "ok#b"]), "passed"),
+    ];
+    for (request, expected) in cases {
+        let created = client.create_task(request).await.unwrap().into_inner();
+        let task = until(&mut client, &created.id, &ENDED).await;
+        assert_eq!(task.rounds.len(), 1, "{expected}: {}", task.message);
+        assert_eq!(task.rounds[0].gate, expected, "{:?}", task.rounds[0].findings);
+        let status = if expected == "passed" { proto::TaskStatus::Passed } else { proto::TaskStatus::FailedGate };
+        assert_eq!(task.status(), status);
+    }
+    server.shutdown().await;
+}
+
+/// At most `max_running_tasks` (4 by default) run at once; the next waits, queued.
+async fn running_tasks_are_capped(database: &TestDatabase) {
+    let setup = start(database, "sleep 3", NO_BLOCKER, false).await;
+    let mut client = tasks(&setup.server).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let request = proto::CreateTaskRequest { auto_merge: false, max_rounds: 1, test_command: String::new(), ..request(&setup.project) };
+        ids.push(client.create_task(request).await.unwrap().into_inner().id);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            statuses.push(client.get_task(proto::GetTaskRequest { id: id.clone() }).await.unwrap().into_inner().status());
+        }
+        let running = statuses.iter().filter(|status| **status == proto::TaskStatus::Running).count();
+        assert!(running <= 4, "{statuses:?}");
+        if running == 4 {
+            assert_eq!(statuses.iter().filter(|status| **status == proto::TaskStatus::Queued).count(), 1, "{statuses:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "four never ran at once: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in &ids {
+        assert_eq!(until(&mut client, id, &ENDED).await.status(), proto::TaskStatus::Passed);
+    }
+    setup.server.shutdown().await;
+}
+
 on_both_stores!(
+    running_tasks_are_capped,
+    every_gate_case_with_the_mock,
     the_deadline_and_the_watchdog_end_a_task,
     a_restart_mid_round_repeats_no_finished_phase,
     a_task_passes_in_round_two_and_merges_back,

@@ -24,7 +24,7 @@ use crate::{
             spec::{AgentRole, Gate, Limits, MissionSpec},
             CreateMissionRequest, MissionOutcome, MissionReport, MissionView, StepReport,
         },
-        task::{self, CreateTaskRequest, TaskStats, TaskView},
+        task::{self, CreateTaskRequest, Progress, TaskStats, TaskView},
     },
     models::{
         chain_entry_problem, determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
@@ -1325,10 +1325,19 @@ fn task_review(review: &task::gate::Review) -> proto::TaskReview {
     proto::TaskReview { reviewer: review.reviewer.clone(), verdict: review.verdict.as_str().to_owned(), findings: review.findings.clone() }
 }
 
-/// A task on the wire.
-pub fn task(view: &TaskView) -> proto::Task {
+/// A task on the wire, with its progress while it runs.
+pub fn task(view: &TaskView, progress: Option<&Progress>) -> proto::Task {
     let report = view.report.as_ref();
+    let passed_gates = progress.map(|progress| {
+        progress
+            .gates
+            .iter()
+            .map(|(number, gate, findings)| proto::TaskRound { number: *number, gate: gate.clone(), findings: findings.clone(), ..proto::TaskRound::default() })
+            .collect()
+    });
     proto::Task {
+        round: progress.map(|progress| progress.round).unwrap_or_default(),
+        phase: progress.map(|progress| progress.phase.clone()).unwrap_or_default(),
         id: view.run.id.to_string(),
         run: Some(run(&view.run)),
         title: view.spec.title.clone(),
@@ -1352,6 +1361,7 @@ pub fn task(view: &TaskView) -> proto::Task {
                     })
                     .collect()
             })
+            .or(passed_gates)
             .unwrap_or_default(),
         workdir: report.map(|report| report.workdir.clone()).unwrap_or_default(),
         merged: report.is_some_and(|report| report.merged),

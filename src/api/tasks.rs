@@ -32,17 +32,18 @@ fn id(text: &str) -> Result<RunId, Error> {
 impl TaskService for TaskApi {
     async fn create_task(&self, request: Request<proto::CreateTaskRequest>) -> Result<Response<proto::Task>, Status> {
         let view = self.tasks.create(convert::create_task_request(request.into_inner())?).await?;
-        Ok(Response::new(convert::task(&view)))
+        Ok(Response::new(convert::task(&view, None)))
     }
 
     async fn start_task(&self, request: Request<proto::StartTaskRequest>) -> Result<Response<proto::Task>, Status> {
         let view = self.tasks.start(id(&request.into_inner().id)?).await?;
-        Ok(Response::new(convert::task(&view)))
+        Ok(Response::new(convert::task(&view, None)))
     }
 
     async fn get_task(&self, request: Request<proto::GetTaskRequest>) -> Result<Response<proto::Task>, Status> {
         let view = self.tasks.get(id(&request.into_inner().id)?).await?;
-        Ok(Response::new(convert::task(&view)))
+        let progress = self.tasks.progress(&view).await?;
+        Ok(Response::new(convert::task(&view, progress.as_ref())))
     }
 
     async fn list_tasks(&self, request: Request<proto::ListTasksRequest>) -> Result<Response<proto::ListTasksResponse>, Status> {
@@ -50,7 +51,7 @@ impl TaskService for TaskApi {
         let status = convert::from_task_status(request.status, "status")?;
         let page = self.tasks.list(request.workspace, status, request.page_size, request.page_token).await?;
         Ok(Response::new(proto::ListTasksResponse {
-            tasks: page.items.iter().map(convert::task).collect(),
+            tasks: page.items.iter().map(|view| convert::task(view, None)).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -59,19 +60,19 @@ impl TaskService for TaskApi {
         let request = request.into_inner();
         let reason = if request.reason.is_empty() { "cancelled by a client" } else { request.reason.as_str() };
         let view = self.tasks.cancel(id(&request.id)?, reason).await?;
-        Ok(Response::new(convert::task(&view)))
+        Ok(Response::new(convert::task(&view, None)))
     }
 
     async fn force_fail_task(&self, request: Request<proto::ForceFailTaskRequest>) -> Result<Response<proto::Task>, Status> {
         let request = request.into_inner();
         let view = self.tasks.force_fail(id(&request.id)?, &request.reason).await?;
-        Ok(Response::new(convert::task(&view)))
+        Ok(Response::new(convert::task(&view, None)))
     }
 
     async fn submit_author_decision(&self, request: Request<proto::SubmitAuthorDecisionRequest>) -> Result<Response<proto::Task>, Status> {
         let request = request.into_inner();
         let view = self.tasks.decide(id(&request.id)?, request.approve, request.note).await?;
-        Ok(Response::new(convert::task(&view)))
+        Ok(Response::new(convert::task(&view, None)))
     }
 
     type WatchTaskStream = ResponseStream<proto::TaskEvent>;

@@ -27,7 +27,7 @@ use self::{
     sandbox::{ChangelogEntry, Sandbox},
     spec::{Mode, Participant, TaskSpec},
 };
-pub use self::service::{task_reason, task_status, CreateTaskRequest, TaskResource, TaskStats, TaskView, Tasks};
+pub use self::service::{task_reason, task_status, CreateTaskRequest, Progress, TaskResource, TaskStats, TaskView, Tasks};
 use super::{
     shell::{run_command, CommandSpec, Ended},
     structured::{ask_with, Answer, Answered},

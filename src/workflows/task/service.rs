@@ -12,7 +12,7 @@ use super::{
     tree::{self, Tree},
     spec::TaskSpec, Reason, Status, TaskReport, AUTHOR_DECISION_KEY, START_KEY};
 use crate::{
-    domain::{Decision, DecisionOutcome, ErrorCode, Page, RunEvent, RunId, RunState, Timestamp},
+    domain::{Decision, DecisionOutcome, ErrorCode, EventKind, Page, RunEvent, RunId, RunState, Timestamp},
     engine::{CreateRunRequest, Delivery, Engine, ListRunsRequest},
     error::{Error, Result},
     workflows::resource::{Resources, RunResource, View},
@@ -203,6 +203,51 @@ impl Tasks {
             }
         }
         Ok(count(&tasks, recent as usize))
+    }
+}
+
+/// Where a running task is, from its transcript: the round and phase of its last message, and
+/// the gates passed through so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub round: u32,
+    pub phase: String,
+    /// Each finished round's gate: its number, result and findings.
+    pub gates: Vec<(u32, String, Vec<String>)>,
+}
+
+/// The most transcript events [`Tasks::progress`] reads.
+const MAX_PROGRESS_EVENTS: u32 = 10_000;
+
+impl Tasks {
+    /// A running task's progress; `None` once it has ended (its report says it all).
+    pub async fn progress(&self, task: &TaskView) -> Result<Option<Progress>> {
+        if task.run.state.is_terminal() {
+            return Ok(None);
+        }
+        let events = self.engine.store().read_events(task.run.id, 0, MAX_PROGRESS_EVENTS).await?;
+        let mut progress = Progress::default();
+        for event in events {
+            let EventKind::Workflow { event_type, data } = event.kind else { continue };
+            let round = data.get("round").and_then(Value::as_u64).and_then(|round| u32::try_from(round).ok()).unwrap_or_default();
+            match event_type.as_str() {
+                "task.message" => {
+                    progress.round = progress.round.max(round);
+                    progress.phase = data.get("phase").and_then(Value::as_str).unwrap_or_default().to_owned();
+                }
+                "task.gate" => {
+                    let result = data.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let findings = data
+                        .get("findings")
+                        .and_then(Value::as_array)
+                        .map(|findings| findings.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    progress.gates.push((round, result, findings));
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(progress))
     }
 }
 
