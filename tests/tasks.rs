@@ -532,7 +532,94 @@ async fn running_tasks_are_capped(database: &TestDatabase) {
     setup.server.shutdown().await;
 }
 
+fn micros(time: &Option<prost_types::Timestamp>) -> i64 {
+    let time = time.as_ref().expect("a time");
+    time.seconds * 1_000_000 + i64::from(time.nanos) / 1_000
+}
+
+/// Waits until the loop's run has ended.
+async fn loop_ended(client: &mut TaskServiceClient<Channel>, id: &str) -> proto::TaskLoop {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let looped = client.get_task_loop(proto::GetTaskLoopRequest { id: id.to_owned() }).await.unwrap().into_inner();
+        let state = looped.run.as_ref().unwrap().state();
+        if matches!(state, proto::RunState::Succeeded | proto::RunState::Failed | proto::RunState::Cancelled) {
+            return looped;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "loop {id} stayed {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The overnight loop: one task after another, never two at once, until the deadline or the
+/// number of tasks; cancelling it cancels its running task.
+async fn a_loop_runs_one_task_after_another(database: &TestDatabase) {
+    let setup = start(database, "", NO_BLOCKER, false).await;
+    let mut client = tasks(&setup.server).await;
+    let task = proto::CreateTaskRequest { auto_merge: false, max_rounds: 1, test_command: String::new(), auto_start: false, ..request(&setup.project) };
+    let soon = |seconds: i64| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        Some(prost_types::Timestamp { seconds: now + seconds, nanos: 0 })
+    };
+
+    let until_deadline = proto::CreateTaskLoopRequest { task: Some(task.clone()), until: soon(8), ..Default::default() };
+    let created = client.create_task_loop(until_deadline).await.unwrap().into_inner();
+    let looped = loop_ended(&mut client, &created.id).await;
+    assert_eq!(looped.stopped, "deadline");
+    assert!(looped.tasks.len() >= 2, "{} tasks", looped.tasks.len());
+    assert!(looped.tasks.iter().all(|task| task.status() == proto::TaskStatus::Passed));
+    for pair in looped.tasks.windows(2) {
+        let (before, after) = (pair[0].run.as_ref().unwrap(), pair[1].run.as_ref().unwrap());
+        assert!(micros(&before.finish_time) <= micros(&after.create_time), "one at a time: {} then {}", before.id, after.id);
+    }
+    let channel = Channel::from_shared(format!("http://{}", setup.server.addr)).unwrap().connect().await.unwrap();
+    let log = proto::artifact_service_client::ArtifactServiceClient::new(channel)
+        .get_artifact(proto::GetArtifactRequest { artifact: Some(proto::ArtifactRef { run_id: looped.id.clone(), name: "loop.md".into(), ..Default::default() }) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log.version as usize, looped.tasks.len(), "a version of the log after each task");
+
+    let counted = proto::CreateTaskLoopRequest { task: Some(task.clone()), until: soon(600), max_tasks: 2, ..Default::default() };
+    let created = client.create_task_loop(counted).await.unwrap().into_inner();
+    let looped = loop_ended(&mut client, &created.id).await;
+    assert_eq!((looped.stopped.as_str(), looped.tasks.len()), ("max_tasks", 2));
+
+    let refused = client.create_task_loop(proto::CreateTaskLoopRequest { task: Some(task.clone()), until: soon(-10), ..Default::default() }).await.unwrap_err();
+    assert_eq!(bad_fields(&refused), ["until"]);
+    setup.server.shutdown().await;
+}
+
+async fn cancelling_a_loop_cancels_its_running_task(database: &TestDatabase) {
+    let setup = start(database, "sleep 30", NO_BLOCKER, false).await;
+    let mut client = tasks(&setup.server).await;
+    let task = proto::CreateTaskRequest { auto_merge: false, max_rounds: 1, test_command: String::new(), ..request(&setup.project) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let created = client
+        .create_task_loop(proto::CreateTaskLoopRequest { task: Some(task), until: Some(prost_types::Timestamp { seconds: now + 600, nanos: 0 }), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let first = loop {
+        let looped = client.get_task_loop(proto::GetTaskLoopRequest { id: created.id.clone() }).await.unwrap().into_inner();
+        if let Some(task) = looped.tasks.first().filter(|task| task.status() == proto::TaskStatus::Running) {
+            break task.id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no task ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    client.cancel_task_loop(proto::CancelTaskLoopRequest { id: created.id.clone(), reason: "morning".into() }).await.unwrap();
+    let looped = loop_ended(&mut client, &created.id).await;
+    assert_eq!(looped.run.as_ref().unwrap().state(), proto::RunState::Cancelled);
+    assert_eq!(until(&mut client, &first, &ENDED).await.status(), proto::TaskStatus::Canceled);
+    assert_eq!(looped.tasks.len(), 1, "no task started after the cancel");
+    setup.server.shutdown().await;
+}
+
 on_both_stores!(
+    a_loop_runs_one_task_after_another,
+    cancelling_a_loop_cancels_its_running_task,
     running_tasks_are_capped,
     every_gate_case_with_the_mock,
     the_deadline_and_the_watchdog_end_a_task,

@@ -24,7 +24,7 @@ use crate::{
             spec::{AgentRole, Gate, Limits, MissionSpec},
             CreateMissionRequest, MissionOutcome, MissionReport, MissionView, StepReport,
         },
-        task::{self, CreateTaskRequest, Progress, TaskStats, TaskView},
+        task::{self, CreateLoopRequest, CreateTaskRequest, LoopView, Progress, TaskStats, TaskView},
     },
     models::{
         chain_entry_problem, determinism, AppliedParams, CircuitState, Completion, FailedCall, FailureClass, Message, ModelRequest, Origin,
@@ -1213,6 +1213,23 @@ pub fn mission_event(event: &RunEvent) -> Option<proto::MissionEvent> {
 
 
 
+/// A request to create a run, on the wire (a remote worker's workflow creating one).
+pub fn create_run_message(request: &crate::engine::CreateRunRequest) -> proto::CreateRunRequest {
+    proto::CreateRunRequest {
+        workspace: request.workspace.clone(),
+        kind: request.kind.clone(),
+        input: Some(json_to_struct(&request.input)),
+        priority: request.priority,
+        max_attempts: request.max_attempts,
+        attempt_timeout: request.attempt_timeout.map(duration),
+        deadline: request.deadline.map(timestamp),
+        concurrency_key: request.concurrency_key.clone(),
+        concurrency_limit: request.concurrency_limit,
+        labels: request.labels.clone().into_iter().collect(),
+        request_id: request.request_id.clone(),
+    }
+}
+
 /// A participant's debate record on the wire.
 pub fn participant_record(record: &Reliability) -> proto::ParticipantRecord {
     proto::ParticipantRecord { participant: record.participant.clone(), debates: record.debates, agreed: record.agreed }
@@ -1291,6 +1308,33 @@ pub fn create_task_request(request: proto::CreateTaskRequest) -> Result<CreateTa
         auto_start: request.auto_start,
     };
     Ok(CreateTaskRequest { workspace: request.workspace, spec, request_id: request.request_id, labels: request.labels.into_iter().collect() })
+}
+
+/// A task loop request, decoded (the spec is validated when the loop is created).
+pub fn create_task_loop_request(request: proto::CreateTaskLoopRequest) -> Result<CreateLoopRequest> {
+    let task = create_task_request(request.task.ok_or_else(|| Error::invalid("task", "is required: the task each round of the loop runs"))?)?;
+    let until = request.until.ok_or_else(|| Error::invalid("until", "is required: the time after which no task starts"))?;
+    Ok(CreateLoopRequest {
+        workspace: task.workspace,
+        task: task.spec,
+        until: from_timestamp(until, "until")?,
+        max_tasks: request.max_tasks,
+        request_id: request.request_id,
+        labels: request.labels.into_iter().collect(),
+    })
+}
+
+/// A task loop on the wire.
+pub fn task_loop(looped: &LoopView) -> proto::TaskLoop {
+    let view = &looped.view;
+    proto::TaskLoop {
+        id: view.run.id.to_string(),
+        run: Some(run(&view.run)),
+        until: Some(timestamp(view.spec.until)),
+        max_tasks: view.spec.max_tasks,
+        tasks: looped.tasks.iter().map(|task| self::task(task, None)).collect(),
+        stopped: view.report.as_ref().map(|report| report.stopped.as_str().to_owned()).unwrap_or_default(),
+    }
 }
 
 /// A task status on the wire.

@@ -89,6 +89,23 @@ impl TaskService for TaskApi {
         Ok(Response::new(convert::task_stats(&stats)))
     }
 
+    async fn create_task_loop(&self, request: Request<proto::CreateTaskLoopRequest>) -> Result<Response<proto::TaskLoop>, Status> {
+        let looped = self.tasks.create_loop(convert::create_task_loop_request(request.into_inner())?).await?;
+        Ok(Response::new(convert::task_loop(&looped)))
+    }
+
+    async fn get_task_loop(&self, request: Request<proto::GetTaskLoopRequest>) -> Result<Response<proto::TaskLoop>, Status> {
+        let looped = self.tasks.get_loop(id(&request.into_inner().id)?).await?;
+        Ok(Response::new(convert::task_loop(&looped)))
+    }
+
+    async fn cancel_task_loop(&self, request: Request<proto::CancelTaskLoopRequest>) -> Result<Response<proto::TaskLoop>, Status> {
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() { "cancelled by a client" } else { request.reason.as_str() };
+        let looped = self.tasks.cancel_loop(id(&request.id)?, reason).await?;
+        Ok(Response::new(convert::task_loop(&looped)))
+    }
+
     async fn get_workspace_tree(&self, request: Request<proto::GetWorkspaceTreeRequest>) -> Result<Response<proto::WorkspaceTree>, Status> {
         let request = request.into_inner();
         let tree = self.tasks.workspace_tree(&request.project_dir, request.depth).await?;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     attempt::Attempt,
     host::{AttemptHost, AttemptSettings},
+    CreateRunRequest,
 };
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
@@ -384,6 +385,19 @@ impl RunContext {
         self.check_running()?;
         self.host.emit(&self.lease, &events).await?;
         Ok(())
+    }
+
+    /// Creates a run, as the journaled step `key` (a task loop's next task): a resumed run gets
+    /// the id it created the first time. Give `request_id` so that a creation whose step was
+    /// not journaled (a crash in between) is not repeated either.
+    pub async fn create_run(&self, key: &str, request: CreateRunRequest) -> Result<RunId, WorkflowError> {
+        let id: String = self.step(key, || async { Ok(self.host.create_run(&self.lease, request.clone()).await?.id.to_string()) }).await?;
+        RunId::parse("run_id", &id).map_err(|err| WorkflowError::fatal(format!("step `{key}` recorded a run id that is not one: {err}")))
+    }
+
+    /// Reads a run as it is now (not journaled: a replay reads it again).
+    pub async fn read_run(&self, id: RunId) -> Result<Run, WorkflowError> {
+        Ok(self.host.get_run(id).await?)
     }
 
     /// Appends a workflow event once, as the journaled step `key`: a run that resumes from the

@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{lifecycle, Core, EngineConfig};
+use super::{lifecycle, Core, CreateRunRequest, EngineConfig};
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
-    domain::{search_words, ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, RunError, Timestamp, WorkspaceId},
-    error::Result,
+    domain::{search_words, ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, Run, RunError, RunId, Timestamp, WorkspaceId},
+    error::{Error, Result},
     models::{ModelRequest, RouteFailure, Routed, TokenSink},
     store::{JournalEntry, LeaseStatus},
 };
@@ -109,6 +109,13 @@ pub trait AttemptHost: Send + Sync + 'static {
 
     /// Stores what the mission under `lease` learned.
     async fn remember(&self, lease: &Lease, memory: Memory) -> Result<()>;
+
+    /// Creates a run for the run under `lease` (a task loop's next task); a repeated
+    /// `request_id` gives the run the first call created.
+    async fn create_run(&self, lease: &Lease, request: CreateRunRequest) -> Result<Run>;
+
+    /// Reads a run.
+    async fn get_run(&self, id: RunId) -> Result<Run>;
 }
 
 #[async_trait]
@@ -185,6 +192,14 @@ impl AttemptHost for Core {
 
     async fn remember(&self, _lease: &Lease, memory: Memory) -> Result<()> {
         self.store.remember(&memory).await
+    }
+
+    async fn create_run(&self, _lease: &Lease, request: CreateRunRequest) -> Result<Run> {
+        Core::create_run(self, request).await
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        self.store.get_run(id).await?.ok_or_else(|| Error::not_found("run", id))
     }
 }
 

@@ -77,32 +77,7 @@ impl Engine {
     /// Creates and queues a run. A repeated `request_id` returns the run the first call created;
     /// reusing it for a different kind or input is refused.
     pub async fn create_run(&self, request: CreateRunRequest) -> Result<Run> {
-        let core = &self.core;
-        let workflow = core.registry.resolve(&request.kind);
-        let mut violations = Vec::new();
-        let new = validate_create(request, &core.config, &mut violations);
-        if let Err(Error::InvalidArgument(found)) = &workflow {
-            violations.extend(found.iter().cloned());
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
-        let workflow = workflow?;
-        workflow.validate(&new.input)?;
-        self.require_workspace(&new.workspace).await?;
-        let created = core.committer.create(new.clone()).await?;
-        let run = created.transition.run.clone();
-        if !created.created && (run.kind != new.kind || run.input != new.input) {
-            return Err(Error::AlreadyExists {
-                reason: "REQUEST_ID_REUSED",
-                message: format!(
-                    "request_id `{}` was already used for run {} with a different kind or input; use a new request_id",
-                    new.request_id.unwrap_or_default(),
-                    run.id
-                ),
-            });
-        }
-        Ok(run)
+        self.core.create_run(request).await
     }
 
     /// Returns one run.
@@ -130,7 +105,7 @@ impl Engine {
         if !request.page_token.is_empty() {
             query.before = Some(RunId::parse("page_token", &tokens.decode(&request.page_token)?)?);
         }
-        self.require_workspace(&workspace).await?;
+        self.core.require_workspace(&workspace).await?;
         let runs = self.core.store.list_runs(&query).await?;
         Ok(tokens.page(runs, limit, |run| run.id.to_string()))
     }
@@ -327,7 +302,7 @@ impl Engine {
     /// Queue statistics of a workspace.
     pub async fn queue_stats(&self, workspace: &str) -> Result<QueueStats> {
         let workspace = workspace_or_default(workspace);
-        self.require_workspace(&workspace).await?;
+        self.core.require_workspace(&workspace).await?;
         let now = Timestamp::now();
         let minute_ago = Timestamp::from_micros(now.as_micros() - 60_000_000);
         let counts = self.core.store.queue_counts(&workspace, now, minute_ago).await?;
@@ -341,17 +316,6 @@ impl Engine {
         })
     }
 
-    async fn require_workspace(&self, workspace: &WorkspaceId) -> Result<()> {
-        let known = |core: &super::Core| core.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(workspace);
-        if known(&self.core) {
-            return Ok(());
-        }
-        if !self.core.store.workspace_exists(workspace).await? {
-            return Err(Error::not_found("workspace", workspace));
-        }
-        self.core.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(workspace.clone());
-        Ok(())
-    }
 }
 
 fn workspace_or_default(workspace: &str) -> WorkspaceId {
@@ -438,6 +402,52 @@ fn validate_create(request: CreateRunRequest, config: &super::EngineConfig, viol
     }
 }
 
+
+impl super::Core {
+    /// Creates and queues a run. A repeated `request_id` returns the run the first call created;
+    /// reusing it for a different kind or input is refused.
+    pub(super) async fn create_run(&self, request: CreateRunRequest) -> Result<Run> {
+        let core = self;
+        let workflow = core.registry.resolve(&request.kind);
+        let mut violations = Vec::new();
+        let new = validate_create(request, &core.config, &mut violations);
+        if let Err(Error::InvalidArgument(found)) = &workflow {
+            violations.extend(found.iter().cloned());
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let workflow = workflow?;
+        workflow.validate(&new.input)?;
+        self.require_workspace(&new.workspace).await?;
+        let created = core.committer.create(new.clone()).await?;
+        let run = created.transition.run.clone();
+        if !created.created && (run.kind != new.kind || run.input != new.input) {
+            return Err(Error::AlreadyExists {
+                reason: "REQUEST_ID_REUSED",
+                message: format!(
+                    "request_id `{}` was already used for run {} with a different kind or input; use a new request_id",
+                    new.request_id.unwrap_or_default(),
+                    run.id
+                ),
+            });
+        }
+        Ok(run)
+    }
+
+    /// Refuses a workspace that does not exist; known ones are remembered.
+    async fn require_workspace(&self, workspace: &WorkspaceId) -> Result<()> {
+        let known = |core: &super::Core| core.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(workspace);
+        if known(self) {
+            return Ok(());
+        }
+        if !self.store.workspace_exists(workspace).await? {
+            return Err(Error::not_found("workspace", workspace));
+        }
+        self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(workspace.clone());
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

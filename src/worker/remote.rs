@@ -26,13 +26,13 @@ use crate::{
         status::{error_from_status, model_failure_from_status},
     },
     artifacts::{ArtifactRef, UploadHeader},
-    domain::{ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, RunId, WorkspaceId},
-    engine::{AttemptHost, Ending},
+    domain::{ArtifactRecord, Digest, Lease, Memory, NewLogLine, Reliability, Run, RunId, WorkspaceId},
+    engine::{AttemptHost, CreateRunRequest, Ending},
     error::{Error, Result},
     models::{determinism, CallFailure, FailureClass, ModelRequest, RouteFailure, Routed, TokenSink},
     proto::{
         self, artifact_service_client::ArtifactServiceClient, download_artifact_response, model_service_client::ModelServiceClient,
-        upload_artifact_request, worker_service_client::WorkerServiceClient,
+        run_service_client::RunServiceClient, upload_artifact_request, worker_service_client::WorkerServiceClient,
     },
     store::{JournalEntry, LeaseStatus},
 };
@@ -438,6 +438,30 @@ impl AttemptHost for RemoteHost {
             })
             .await
             .map(drop)
+    }
+
+    async fn create_run(&self, _lease: &Lease, request: CreateRunRequest) -> Result<Run> {
+        let request = convert::create_run_message(&request);
+        let run = self
+            .servers
+            .call_on(|channel| {
+                let request = request.clone();
+                async move { RunServiceClient::new(channel).create_run(request).await }
+            })
+            .await?;
+        convert::from_run(run)
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        let request = proto::GetRunRequest { id: id.to_string() };
+        let run = self
+            .servers
+            .call_on(|channel| {
+                let request = request.clone();
+                async move { RunServiceClient::new(channel).get_run(request).await }
+            })
+            .await?;
+        convert::from_run(run)
     }
 
     /// Asks the server's router (`ModelService.StreamGenerate`), with the determinism defaults

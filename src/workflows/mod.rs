@@ -15,7 +15,7 @@ pub mod task;
 pub use basic::{Approval, Echo, Noop, Sleep, Steps};
 pub use debate::Debate;
 pub use mission::Mission;
-pub use task::Task;
+pub use task::{Task, TaskLoop};
 
 pub use generate::Generate;
 pub use shell::{Shell, ShellConfig};
@@ -35,6 +35,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("debate", Debate)
         .register("mission", Mission)
         .register("task", Task)
+        .register("task_loop", TaskLoop)
         .register("shell", Shell::new(shell));
     registry
 }

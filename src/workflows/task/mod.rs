@@ -10,6 +10,7 @@
 //! `task.gate` events.
 
 pub mod gate;
+pub mod looping;
 pub mod sandbox;
 mod service;
 pub mod spec;
@@ -27,7 +28,10 @@ use self::{
     sandbox::{ChangelogEntry, Sandbox},
     spec::{Mode, Participant, TaskSpec},
 };
-pub use self::service::{task_reason, task_status, CreateTaskRequest, Progress, TaskResource, TaskStats, TaskView, Tasks};
+pub use self::{
+    looping::TaskLoop,
+    service::{task_reason, task_status, CreateLoopRequest, CreateTaskRequest, LoopView, Progress, TaskResource, TaskStats, TaskView, Tasks},
+};
 use super::{
     shell::{run_command, CommandSpec, Ended},
     structured::{ask_with, Answer, Answered},

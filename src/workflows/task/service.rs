@@ -9,13 +9,14 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{
+    looping::{LoopReport, LoopSpec, LOOP_LABEL},
     tree::{self, Tree},
     spec::TaskSpec, Reason, Status, TaskReport, AUTHOR_DECISION_KEY, START_KEY};
 use crate::{
     domain::{Decision, DecisionOutcome, ErrorCode, EventKind, Page, RunEvent, RunId, RunState, Timestamp},
     engine::{CreateRunRequest, Delivery, Engine, ListRunsRequest},
     error::{Error, Result},
-    workflows::resource::{Resources, RunResource, View},
+    workflows::resource::{CreateRequest, Resources, RunResource, View},
 };
 
 /// The concurrency key every task runs under, so at most the configured number run at once.
@@ -49,6 +50,43 @@ impl RunResource for TaskResource {
 /// A task.
 pub type TaskView = View<TaskResource>;
 
+/// Task loops as resources.
+#[derive(Debug)]
+pub struct LoopResource;
+
+impl RunResource for LoopResource {
+    const KIND: &'static str = "task_loop";
+    const NOUN: &'static str = "task loop";
+    type Spec = LoopSpec;
+    type Report = LoopReport;
+
+    fn spec_from_input(input: &Map<String, Value>) -> Result<LoopSpec> {
+        LoopSpec::from_input(input)
+    }
+
+    fn validated(spec: LoopSpec) -> Result<LoopSpec> {
+        spec.validated()
+    }
+}
+
+/// A task loop and its tasks so far, oldest first.
+#[derive(Debug)]
+pub struct LoopView {
+    pub view: View<LoopResource>,
+    pub tasks: Vec<TaskView>,
+}
+
+/// A request to start a task loop.
+#[derive(Debug, Clone)]
+pub struct CreateLoopRequest {
+    pub workspace: String,
+    pub task: TaskSpec,
+    pub until: Timestamp,
+    pub max_tasks: u32,
+    pub request_id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A request to create a task.
 #[derive(Debug, Clone)]
 pub struct CreateTaskRequest {
@@ -77,37 +115,20 @@ pub struct TaskStats {
 pub struct Tasks {
     engine: Engine,
     resources: Resources<TaskResource>,
+    loops: Resources<LoopResource>,
     max_running: u32,
 }
 
 impl Tasks {
     /// The tasks of this engine, at most `max_running` running at once.
     pub fn new(engine: Engine, max_running: u32) -> Self {
-        Self { resources: Resources::new(engine.clone()), engine, max_running: max_running.max(1) }
+        Self { resources: Resources::new(engine.clone()), loops: Resources::new(engine.clone()), engine, max_running: max_running.max(1) }
     }
 
     /// Validates and creates a task; it starts at once with `auto_start`, otherwise on `start`.
     pub async fn create(&self, request: CreateTaskRequest) -> Result<TaskView> {
         let spec = request.spec.validated()?;
-        let deadline = Timestamp::now().plus(std::time::Duration::from_secs(u64::from(spec.timeouts.task_seconds)));
-        let Value::Object(input) = serde_json::to_value(&spec).map_err(|err| Error::Internal(format!("a task cannot be stored: {err}")))? else {
-            return Err(Error::Internal("a task spec is not a JSON object".into()));
-        };
-        let run = self
-            .engine
-            .create_run(CreateRunRequest {
-                workspace: request.workspace,
-                kind: TaskResource::KIND.to_owned(),
-                input,
-                labels: request.labels,
-                request_id: request.request_id,
-                deadline: Some(deadline),
-                concurrency_key: CONCURRENCY_KEY.to_owned(),
-                concurrency_limit: self.max_running,
-                ..CreateRunRequest::default()
-            })
-            .await?;
-        TaskView::of(run)
+        TaskView::of(self.engine.create_run(task_run(request.workspace, &spec, request.request_id, request.labels, self.max_running)?).await?)
     }
 
     /// Starts a task created without `auto_start`; starting it again changes nothing.
@@ -131,6 +152,45 @@ impl Tasks {
         }
         let outcome = if approve { DecisionOutcome::Approve } else { DecisionOutcome::Reject };
         TaskView::of(self.engine.submit_decision(id, AUTHOR_DECISION_KEY, Decision { outcome, note }).await?)
+    }
+
+    /// Validates and starts a task loop: one task after another until `until`.
+    pub async fn create_loop(&self, request: CreateLoopRequest) -> Result<LoopView> {
+        let spec = LoopSpec { task: request.task, until: request.until, max_tasks: request.max_tasks, max_running: self.max_running };
+        let view = self.loops.create(CreateRequest { workspace: request.workspace, spec, request_id: request.request_id, labels: request.labels }).await?;
+        self.with_tasks(view).await
+    }
+
+    /// A task loop and its tasks so far.
+    pub async fn get_loop(&self, id: RunId) -> Result<LoopView> {
+        let view = self.loops.get(id).await?;
+        self.with_tasks(view).await
+    }
+
+    /// Stops a task loop: it starts no more tasks, and its running task is cancelled too.
+    pub async fn cancel_loop(&self, id: RunId, reason: &str) -> Result<LoopView> {
+        let view = self.loops.cancel(id, reason).await?;
+        let looped = self.with_tasks(view).await?;
+        for task in looped.tasks.iter().filter(|task| !task.run.state.is_terminal()) {
+            self.resources.cancel(task.run.id, reason).await?;
+        }
+        self.get_loop(id).await
+    }
+
+    async fn with_tasks(&self, view: View<LoopResource>) -> Result<LoopView> {
+        let page = self
+            .engine
+            .list_runs(ListRunsRequest {
+                workspace: view.run.workspace.to_string(),
+                kind: TaskResource::KIND.to_owned(),
+                labels: BTreeMap::from([(LOOP_LABEL.to_owned(), view.run.id.to_string())]),
+                page_size: 1000,
+                ..ListRunsRequest::default()
+            })
+            .await?;
+        let mut tasks = page.items.into_iter().map(TaskView::of).collect::<Result<Vec<_>>>()?;
+        tasks.reverse();
+        Ok(LoopView { view, tasks })
     }
 
     /// One task.
@@ -249,6 +309,32 @@ impl Tasks {
         }
         Ok(Some(progress))
     }
+}
+
+/// The run that carries out a task: under the cap on running tasks, with the watchdog's
+/// deadline.
+pub(super) fn task_run(
+    workspace: String,
+    spec: &TaskSpec,
+    request_id: String,
+    labels: BTreeMap<String, String>,
+    max_running: u32,
+) -> Result<CreateRunRequest> {
+    let deadline = Timestamp::now().plus(std::time::Duration::from_secs(u64::from(spec.timeouts.task_seconds)));
+    let Value::Object(input) = serde_json::to_value(spec).map_err(|err| Error::Internal(format!("a task cannot be stored: {err}")))? else {
+        return Err(Error::Internal("a task spec is not a JSON object".into()));
+    };
+    Ok(CreateRunRequest {
+        workspace,
+        kind: TaskResource::KIND.to_owned(),
+        input,
+        labels,
+        request_id,
+        deadline: Some(deadline),
+        concurrency_key: CONCURRENCY_KEY.to_owned(),
+        concurrency_limit: max_running,
+        ..CreateRunRequest::default()
+    })
 }
 
 /// Counts over `tasks` (newest first), rates over the first `recent` terminal ones.
