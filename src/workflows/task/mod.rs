@@ -486,7 +486,7 @@ async fn finish(
                 .await;
                 match merged {
                     Ok(()) => Ok(Ok(())),
-                    Err(Error::FailedPrecondition { message, .. }) => Ok(Err(message)),
+                    Err(Error::FailedPrecondition { reason: "MERGE_CONFLICT", message }) => Ok(Err(message)),
                     Err(err) => Err(WorkflowError::from(err)),
                 }
             })
