@@ -1418,8 +1418,6 @@ pub fn task(view: &TaskView, progress: Option<&Progress>) -> proto::Task {
 /// rest.
 pub fn task_event(event: &RunEvent) -> Option<proto::TaskEvent> {
     use proto::task_event::Event;
-    let text = |data: &Value, field: &str| data.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let round = |data: &Value| data.get("round").and_then(Value::as_u64).and_then(|round| u32::try_from(round).ok()).unwrap_or_default();
     let payload = match &event.kind {
         EventKind::StateChanged { to, .. } => Event::Status(
             match to {
@@ -1429,23 +1427,9 @@ pub fn task_event(event: &RunEvent) -> Option<proto::TaskEvent> {
             }
             .into(),
         ),
-        EventKind::Workflow { event_type, data } => match event_type.as_str() {
-            "task.message" => Event::Message(proto::TaskMessage {
-                round: round(data),
-                phase: text(data, "phase"),
-                speaker: text(data, "speaker"),
-                text: text(data, "text"),
-            }),
-            "task.gate" => Event::Gate(proto::TaskGate {
-                round: round(data),
-                result: text(data, "result"),
-                findings: data
-                    .get("findings")
-                    .and_then(Value::as_array)
-                    .map(|findings| findings.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                    .unwrap_or_default(),
-            }),
-            _ => return None,
+        EventKind::Workflow { event_type, data } => match task::Transcript::of(event_type, data)? {
+            task::Transcript::Said { round, phase, speaker, text } => Event::Message(proto::TaskMessage { round, phase, speaker, text }),
+            task::Transcript::Gate { round, result, findings } => Event::Gate(proto::TaskGate { round, result, findings }),
         },
         _ => return None,
     };

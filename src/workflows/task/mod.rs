@@ -208,6 +208,62 @@ pub struct TaskReport {
     pub message: String,
 }
 
+/// A line of a task's transcript: the data of its `task.message` and `task.gate` events,
+/// written by the workflow and read back by `GetTask` and `WatchTask`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Transcript {
+    /// Someone spoke in a phase of a round.
+    Said { round: u32, phase: String, speaker: String, text: String },
+    /// A round's gate.
+    Gate { round: u32, result: String, findings: Vec<String> },
+}
+
+impl Transcript {
+    const SAID: &'static str = "task.message";
+    const GATE: &'static str = "task.gate";
+
+    /// The event type and data it is written as.
+    fn event(&self) -> (&'static str, Value) {
+        let data = match self {
+            Self::Said { round, phase, speaker, text } => json!({ "round": round, "phase": phase, "speaker": speaker, "text": text }),
+            Self::Gate { round, result, findings } => json!({ "round": round, "result": result, "findings": findings }),
+        };
+        (if matches!(self, Self::Said { .. }) { Self::SAID } else { Self::GATE }, data)
+    }
+
+    /// The transcript line a workflow event is, if it is one.
+    pub fn of(event_type: &str, data: &Value) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Said {
+            round: u32,
+            phase: String,
+            speaker: String,
+            text: String,
+        }
+        #[derive(Deserialize)]
+        struct Gate {
+            round: u32,
+            result: String,
+            findings: Vec<String>,
+        }
+        match event_type {
+            Self::SAID => serde_json::from_value::<Said>(data.clone())
+                .ok()
+                .map(|said| Self::Said { round: said.round, phase: said.phase, speaker: said.speaker, text: said.text }),
+            Self::GATE => serde_json::from_value::<Gate>(data.clone())
+                .ok()
+                .map(|gate| Self::Gate { round: gate.round, result: gate.result, findings: gate.findings }),
+            _ => None,
+        }
+    }
+
+    /// Appends it to the run's events once, as the journaled step `key`.
+    async fn emit_once(&self, ctx: &RunContext, key: &str) -> Result<(), WorkflowError> {
+        let (event_type, data) = self.event();
+        ctx.emit_once(key, event_type, data).await
+    }
+}
+
 /// A review, as reviewers answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ReviewAnswer {
@@ -356,7 +412,7 @@ async fn play_round(ctx: &RunContext, spec: &TaskSpec, place: &Sandbox, number: 
     let lint = verify(ctx, spec, workdir, number, "lint", spec.lint_command.as_deref()).await?;
     let reviewers: Vec<String> = spec.reviewers.iter().map(|reviewer| reviewer.id.clone()).collect();
     let gate = gate::evaluate(&tests, &lint, &reviewers, &reviews);
-    ctx.emit_once(&key("gate"), "task.gate", json!({ "round": number, "result": gate.as_str(), "findings": gate.findings })).await?;
+    Transcript::Gate { round: number, result: gate.as_str().to_owned(), findings: gate.findings.clone() }.emit_once(ctx, &key("gate")).await?;
     note(&mut transcript, "gate", "system", "", &format!("{}\n{}", gate.as_str(), gate.findings.join("\n")));
 
     let transcript_artifact = put(ctx, &key("transcript"), &format!("rounds/{number}/transcript.md"), "text/markdown", transcript.into_bytes()).await?;
@@ -538,7 +594,7 @@ async fn put(ctx: &RunContext, key: &str, name: &str, media_type: &str, content:
 
 /// A transcript message, once (as the journaled step `key`).
 async fn say(ctx: &RunContext, key: &str, round: u32, phase: &str, speaker: &str, text: &str) -> Result<(), WorkflowError> {
-    ctx.emit_once(key, "task.message", json!({ "round": round, "phase": phase, "speaker": speaker, "text": text })).await
+    Transcript::Said { round, phase: phase.to_owned(), speaker: speaker.to_owned(), text: text.to_owned() }.emit_once(ctx, key).await
 }
 
 fn note(transcript: &mut String, phase: &str, speaker: &str, prompt: &str, answer: &str) {

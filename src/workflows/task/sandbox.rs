@@ -1000,11 +1000,11 @@ mod tests {
         assert_eq!(place.path, place.project);
         assert!(place.baseline.contains_key("src/main.rs") && !place.baseline.contains_key("debug.log"));
         assert!(!project.join(MARKER_FILE).exists(), "nothing is written into the project");
-        write(&project, "src/util.rs", "pub fn util() { todo!() }\n");
+        write(&project, "src/util.rs", "pub fn util() -> u32 { 2 }\n");
         let changes = changes(&place).unwrap();
         assert_eq!(changes.modified, ["src/util.rs"]);
         let diff = diff(&place, &changes).unwrap();
-        assert!(diff.contains("+pub fn util() { todo!() }"), "{diff}");
+        assert!(diff.contains("+pub fn util() -> u32 { 2 }"), "{diff}");
         assert_eq!(precondition(remove(&place)).0, "NOT_A_SANDBOX", "the project is never removed");
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{
+    Transcript,
     looping::{LoopReport, LoopSpec, LOOP_LABEL},
     tree::{self, Tree},
     spec::TaskSpec, Reason, Status, TaskReport, AUTHOR_DECISION_KEY, START_KEY};
@@ -289,22 +290,13 @@ impl Tasks {
         let mut progress = Progress::default();
         for event in events {
             let EventKind::Workflow { event_type, data } = event.kind else { continue };
-            let round = data.get("round").and_then(Value::as_u64).and_then(|round| u32::try_from(round).ok()).unwrap_or_default();
-            match event_type.as_str() {
-                "task.message" => {
+            match Transcript::of(&event_type, &data) {
+                Some(Transcript::Said { round, phase, .. }) => {
                     progress.round = progress.round.max(round);
-                    progress.phase = data.get("phase").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    progress.phase = phase;
                 }
-                "task.gate" => {
-                    let result = data.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    let findings = data
-                        .get("findings")
-                        .and_then(Value::as_array)
-                        .map(|findings| findings.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                        .unwrap_or_default();
-                    progress.gates.push((round, result, findings));
-                }
-                _ => {}
+                Some(Transcript::Gate { round, result, findings }) => progress.gates.push((round, result, findings)),
+                None => {}
             }
         }
         Ok(Some(progress))
