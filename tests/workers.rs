@@ -171,7 +171,15 @@ async fn a_silent_worker_goes_stale_and_its_runs_are_rescued(database: &TestData
     // No heartbeat: within a lease TTL and a sweep, the worker is stale and the run queued again.
     let requeued = wait_for_state(&mut client, &run.id, &[RunState::Queued], Duration::from_secs(10)).await;
     assert_eq!(requeued.error.unwrap().code, proto::ErrorCode::LeaseExpired as i32);
-    let stale = worker.get_worker(proto::GetWorkerRequest { worker_id: me.id.clone() }).await.unwrap().into_inner();
+    // The run's lease and the worker are swept apart: the worker may turn stale a sweep later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stale = loop {
+        let seen = worker.get_worker(proto::GetWorkerRequest { worker_id: me.id.clone() }).await.unwrap().into_inner();
+        if seen.state == WorkerState::Stale as i32 || tokio::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(stale.state, WorkerState::Stale as i32);
     assert!(stale.stale_time.is_some());
     // Its heartbeat now says the lease is gone.
