@@ -7,7 +7,8 @@
 //! updates (event numbering, every mutable column, atomicity, the journal), claims (order, due
 //! time, kinds, limit, lease epochs, attempts, concurrency keys, concurrent claimers), leases,
 //! logs, the maintenance and statistics queries, and artifact records (versions, conditions,
-//! the lease, reads, references).
+//! the lease, reads, references), and the stage documents (skills, recipes and cards with
+//! their revisions and audit trail, under concurrent changes).
 
 mod support;
 
@@ -22,6 +23,8 @@ use std::{
 
 use conclave::{
     domain::{
+        AutomationLevel, Card, CardChange, CardEvent, CardEventKind, CardId, CardQuery, NewCardEvent, OnFail, Recipe, Skill,
+        SkillDefinition, SkillId, SkillSource, SkillVersion, TrustLevel,
         search_words, ArtifactId, ArtifactKind, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Memory, NewArtifact, Producer,
         WriteCondition,
         Decision, DecisionOutcome, ErrorCode, EventKind, Lease, LogLine, LogStream, NewLogLine, NewRun,
@@ -1637,6 +1640,385 @@ async fn one_process_leads_and_another_takes_over(database: &TestDatabase) {
     drop(second);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Skills, recipes and cards
+// ---------------------------------------------------------------------------------------------
+
+/// A version of a skill, `version` its declared version.
+fn skill_version(version: &str) -> SkillVersion {
+    SkillVersion {
+        version: version.to_owned(),
+        digest: format!("digest-of-{version}"),
+        definition: SkillDefinition { name: "Summarize".to_owned(), prompt_template: "Summarize {{input}}".to_owned(), ..SkillDefinition::default() },
+        added_at: Timestamp::now(),
+    }
+}
+
+/// A new local skill with one version; the store is expected to set its key and revision.
+fn new_skill(workspace: &str, id: &str) -> Skill {
+    let now = Timestamp::now();
+    Skill {
+        workspace: WorkspaceId::new(workspace),
+        id: SkillId::new(id),
+        source: SkillSource::Local { path: format!("skills/{id}") },
+        trust: TrustLevel::Experimental,
+        pinned_version: None,
+        versions: vec![skill_version("1.0.0")],
+        revision: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Creates a skill (or replaces it) as [`new_skill`] makes it.
+async fn put_skill(store: &SharedStore, workspace: &str, id: &str) -> Skill {
+    let change = |_: Option<&Skill>| Ok(new_skill(workspace, id));
+    store.update_skill(&WorkspaceId::new(workspace), &SkillId::new(id), &change).await.expect("update skill")
+}
+
+/// A manual recipe with no steps at `position`.
+fn new_recipe(workspace: &str, stage: &str, position: u32) -> Recipe {
+    Recipe {
+        workspace: WorkspaceId::new(workspace),
+        stage: stage.to_owned(),
+        position,
+        automation: AutomationLevel::Manual,
+        steps: Vec::new(),
+        gates: Vec::new(),
+        on_fail: OnFail::Stay,
+        provider: String::new(),
+        enabled: true,
+        revision: 0,
+        updated_at: Timestamp::now(),
+    }
+}
+
+async fn put_recipe(store: &SharedStore, workspace: &str, stage: &str, position: u32) -> Recipe {
+    let change = |_: Option<&Recipe>| Ok(new_recipe(workspace, stage, position));
+    store.update_recipe(&WorkspaceId::new(workspace), stage, &change).await.expect("update recipe")
+}
+
+/// A new card in `stage`.
+fn new_card(workspace: &str, stage: &str) -> Card {
+    let now = Timestamp::now();
+    Card {
+        id: CardId::new(),
+        workspace: WorkspaceId::new(workspace),
+        title: "Interview findings".to_owned(),
+        description: "What five customers said".to_owned(),
+        inputs: BTreeMap::from([("transcript".to_owned(), "…".to_owned())]),
+        stage: stage.to_owned(),
+        previous_stage: None,
+        active_run: None,
+        documents: BTreeMap::new(),
+        questions: Vec::new(),
+        review_required: false,
+        labels: BTreeMap::new(),
+        last_run: None,
+        revision: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// An audit entry of `kind` saying `message`.
+fn card_event(kind: CardEventKind, message: &str) -> NewCardEvent {
+    NewCardEvent { kind, from_stage: None, to_stage: None, run: None, actor: "user:ada".to_owned(), message: message.to_owned(), at: Timestamp::now() }
+}
+
+/// Creates a card with its `Created` entry.
+async fn create_card(store: &SharedStore, workspace: &str, stage: &str) -> Card {
+    let (card, events) = store.create_card(&new_card(workspace, stage), &[card_event(CardEventKind::Created, "created")]).await.expect("create card");
+    assert_eq!(events.len(), 1);
+    card
+}
+
+async fn card_events(store: &SharedStore, id: CardId) -> Vec<CardEvent> {
+    store.read_card_events(id, 0, 10_000).await.expect("read card events")
+}
+
+fn card_sequences(events: &[CardEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.sequence).collect()
+}
+
+fn card_ids(cards: &[Card]) -> Vec<CardId> {
+    cards.iter().map(|card| card.id).collect()
+}
+
+fn card_query(workspace: &str) -> CardQuery {
+    CardQuery { workspace: WorkspaceId::new(workspace), stage: None, after: None, limit: 100 }
+}
+
+async fn skills_count_revisions_and_list_by_id_per_workspace(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let (workspace, id) = (WorkspaceId::new(DEFAULT_WORKSPACE), SkillId::new("summarize"));
+    assert_eq!(store.get_skill(&workspace, &id).await.expect("get skill"), None);
+
+    let seen = Mutex::new(Vec::new());
+    let create = |stored: Option<&Skill>| {
+        seen.lock().expect("lock").push(stored.map(|skill| skill.revision));
+        // The store files it under the key it was given, whatever the change says.
+        Ok(Skill { workspace: WorkspaceId::new("elsewhere"), id: SkillId::new("other"), revision: 42, ..new_skill(DEFAULT_WORKSPACE, "summarize") })
+    };
+    let created = store.update_skill(&workspace, &id, &create).await.expect("create skill");
+    assert_eq!((created.workspace.as_str(), created.id.as_str(), created.revision), (DEFAULT_WORKSPACE, "summarize", 1));
+    assert_eq!(store.get_skill(&workspace, &id).await.expect("get skill"), Some(created.clone()), "the skill reads back whole");
+    assert_eq!(store.get_skill(&WorkspaceId::new("elsewhere"), &SkillId::new("other")).await.expect("get skill"), None);
+
+    let add_version = |stored: Option<&Skill>| {
+        seen.lock().expect("lock").push(stored.map(|skill| skill.revision));
+        let mut skill = stored.cloned().expect("the skill exists");
+        skill.versions.push(skill_version("1.1.0"));
+        skill.trust = TrustLevel::Vetted;
+        Ok(skill)
+    };
+    let changed = store.update_skill(&workspace, &id, &add_version).await.expect("change skill");
+    assert_eq!(changed.revision, 2);
+    assert_eq!(*seen.lock().expect("lock"), [None, Some(1)], "each change sees the skill as stored");
+    let stored = store.get_skill(&workspace, &id).await.expect("get skill").expect("the skill exists");
+    assert_eq!(stored, changed);
+    assert_eq!(stored.versions.iter().map(|version| version.version.as_str()).collect::<Vec<_>>(), ["1.0.0", "1.1.0"]);
+    assert_eq!(stored.trust, TrustLevel::Vetted);
+
+    // A change that fails writes nothing, and its error comes back as it was.
+    let refuse = |_: Option<&Skill>| -> Result<Skill> { Err(Error::precondition("SKILL_REFUSED", "no")) };
+    let err = store.update_skill(&workspace, &id, &refuse).await.expect_err("the change fails");
+    assert!(matches!(err, Error::FailedPrecondition { reason: "SKILL_REFUSED", .. }), "{err:?}");
+    assert_eq!(store.get_skill(&workspace, &id).await.expect("get skill"), Some(changed));
+    let err = store.update_skill(&workspace, &SkillId::new("never"), &refuse).await.expect_err("the change fails");
+    assert!(matches!(err, Error::FailedPrecondition { reason: "SKILL_REFUSED", .. }), "{err:?}");
+    assert_eq!(store.get_skill(&workspace, &SkillId::new("never")).await.expect("get skill"), None, "a refused creation creates nothing");
+
+    put_skill(&store, DEFAULT_WORKSPACE, "translate").await;
+    put_skill(&store, DEFAULT_WORKSPACE, "analyze-transcript").await;
+    put_skill(&store, "elsewhere", "jury").await;
+    let listed = store.list_skills(&workspace).await.expect("list skills");
+    assert_eq!(listed.iter().map(|skill| skill.id.as_str()).collect::<Vec<_>>(), ["analyze-transcript", "summarize", "translate"]);
+    assert_eq!(listed[1].revision, 2);
+    let elsewhere = store.list_skills(&WorkspaceId::new("elsewhere")).await.expect("list skills");
+    assert_eq!(elsewhere.iter().map(|skill| skill.id.as_str()).collect::<Vec<_>>(), ["jury"]);
+    assert!(store.list_skills(&WorkspaceId::new("empty")).await.expect("list skills").is_empty());
+}
+
+async fn concurrent_skill_changes_all_apply(database: &TestDatabase) {
+    const WRITERS: usize = 8;
+    let store = open_store(database).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, handle) in store_handles(database, &store, WRITERS).await.into_iter().enumerate() {
+        tasks.spawn(async move {
+            // Every writer may find the skill missing: one creates it, the others change it.
+            let change = move |stored: Option<&Skill>| {
+                let mut skill = stored.cloned().unwrap_or_else(|| Skill { versions: Vec::new(), ..new_skill(DEFAULT_WORKSPACE, "shared") });
+                skill.versions.push(skill_version(&format!("{index}.0.0")));
+                Ok(skill)
+            };
+            handle.update_skill(&WorkspaceId::new(DEFAULT_WORKSPACE), &SkillId::new("shared"), &change).await.expect("update skill").revision
+        });
+    }
+    let mut revisions = tasks.join_all().await;
+    revisions.sort_unstable();
+    assert_eq!(revisions, (1..=WRITERS as u64).collect::<Vec<_>>(), "each change gets its own revision");
+    let skill = store.get_skill(&WorkspaceId::new(DEFAULT_WORKSPACE), &SkillId::new("shared")).await.expect("get").expect("exists");
+    assert_eq!(skill.revision, WRITERS as u64);
+    assert_eq!(skill.versions.len(), WRITERS, "no change is lost");
+}
+
+async fn recipes_count_revisions_and_list_by_position_then_stage(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let workspace = WorkspaceId::new(DEFAULT_WORKSPACE);
+    assert_eq!(store.get_recipe(&workspace, "build").await.expect("get recipe"), None);
+    for (stage, position) in [("review", 2), ("build", 1), ("alpha", 2), ("discovery", 0)] {
+        let recipe = put_recipe(&store, DEFAULT_WORKSPACE, stage, position).await;
+        assert_eq!((recipe.stage.as_str(), recipe.revision), (stage, 1));
+    }
+    put_recipe(&store, "elsewhere", "build", 0).await;
+    let listed = store.list_recipes(&workspace).await.expect("list recipes");
+    assert_eq!(listed.iter().map(|recipe| recipe.stage.as_str()).collect::<Vec<_>>(), ["discovery", "build", "alpha", "review"]);
+
+    let automate = |stored: Option<&Recipe>| {
+        let mut recipe = stored.cloned().expect("the recipe exists");
+        recipe.automation = AutomationLevel::FullyAuto;
+        recipe.position = 5;
+        // The store files it under the key it was given.
+        recipe.stage = "renamed".to_owned();
+        Ok(recipe)
+    };
+    let changed = store.update_recipe(&workspace, "build", &automate).await.expect("change recipe");
+    assert_eq!((changed.stage.as_str(), changed.revision, changed.automation), ("build", 2, AutomationLevel::FullyAuto));
+    assert_eq!(store.get_recipe(&workspace, "build").await.expect("get recipe"), Some(changed.clone()));
+    assert_eq!(store.get_recipe(&workspace, "renamed").await.expect("get recipe"), None);
+    let listed = store.list_recipes(&workspace).await.expect("list recipes");
+    assert_eq!(listed.iter().map(|recipe| recipe.stage.as_str()).collect::<Vec<_>>(), ["discovery", "alpha", "review", "build"], "a new position reorders");
+
+    let refuse = |_: Option<&Recipe>| -> Result<Recipe> { Err(Error::invalid("gates", "bad gate")) };
+    let err = store.update_recipe(&workspace, "build", &refuse).await.expect_err("the change fails");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(store.get_recipe(&workspace, "build").await.expect("get recipe"), Some(changed));
+    assert!(store.update_recipe(&workspace, "nowhere", &refuse).await.is_err());
+    assert_eq!(store.get_recipe(&workspace, "nowhere").await.expect("get recipe"), None);
+    let elsewhere = store.list_recipes(&WorkspaceId::new("elsewhere")).await.expect("list recipes");
+    assert_eq!(elsewhere.iter().map(|recipe| (recipe.stage.as_str(), recipe.revision)).collect::<Vec<_>>(), [("build", 1)]);
+}
+
+async fn cards_change_with_an_audit_trail_numbered_without_gaps(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let new = new_card(DEFAULT_WORKSPACE, "discovery");
+    let (created, events) = store
+        .create_card(&new, &[card_event(CardEventKind::Created, "created"), card_event(CardEventKind::Moved, "moved in")])
+        .await
+        .expect("create card");
+    assert_eq!(created, Card { revision: 1, ..new.clone() });
+    assert_eq!(card_sequences(&events), [1, 2]);
+    assert!(events.iter().all(|event| event.card == new.id));
+    assert_eq!(store.get_card(new.id).await.expect("get card"), Some(created.clone()), "the card reads back whole");
+    let err = store.create_card(&new, &[]).await.expect_err("a second card with the same id");
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(card_sequences(&card_events(&store, new.id).await), [1, 2], "a refused create adds no entries");
+
+    let run = RunId::new();
+    let start = move |stored: &Card| {
+        let mut card = stored.clone();
+        card.active_run = Some(run);
+        card.stage = "build".to_owned();
+        card.previous_stage = Some(stored.stage.clone());
+        // The store keeps the card's identity, whatever the change says.
+        card.id = CardId::new();
+        card.workspace = WorkspaceId::new("elsewhere");
+        Ok(CardChange {
+            card,
+            events: vec![
+                NewCardEvent { to_stage: Some("build".to_owned()), ..card_event(CardEventKind::Moved, "moved to build") },
+                NewCardEvent { run: Some(run), ..card_event(CardEventKind::RunCreated, "run created") },
+            ],
+        })
+    };
+    let (changed, events) = store.update_card(new.id, &start).await.expect("update card");
+    assert_eq!((changed.id, changed.workspace.as_str(), changed.revision), (new.id, DEFAULT_WORKSPACE, 2));
+    assert_eq!((changed.stage.as_str(), changed.active_run, changed.previous_stage.as_deref()), ("build", Some(run), Some("discovery")));
+    assert_eq!(card_sequences(&events), [3, 4]);
+    assert_eq!(events[1].event.run, Some(run));
+    assert_eq!(store.get_card(new.id).await.expect("get card"), Some(changed.clone()));
+
+    let touch = |stored: &Card| Ok(CardChange { card: Card { questions: vec!["why?".to_owned()], ..stored.clone() }, events: Vec::new() });
+    let (touched, events) = store.update_card(new.id, &touch).await.expect("update card");
+    assert_eq!((touched.revision, events.len()), (3, 0), "a change without entries still counts");
+    let end = |stored: &Card| {
+        Ok(CardChange { card: Card { active_run: None, ..stored.clone() }, events: vec![card_event(CardEventKind::RunEnded, "run ended")] })
+    };
+    let (ended, events) = store.update_card(new.id, &end).await.expect("update card");
+    assert_eq!((ended.revision, ended.active_run, card_sequences(&events)), (4, None, vec![5]));
+
+    // A change that fails writes nothing, and its error comes back as it was.
+    let refuse = |stored: &Card| -> Result<CardChange> {
+        Err(Error::Aborted { reason: "CARD_CHANGED", message: format!("card {} changed", stored.id) })
+    };
+    let err = store.update_card(new.id, &refuse).await.expect_err("the change fails");
+    assert!(matches!(err, Error::Aborted { reason: "CARD_CHANGED", .. }), "{err:?}");
+    assert_eq!(store.get_card(new.id).await.expect("get card"), Some(ended.clone()));
+
+    let trail = card_events(&store, new.id).await;
+    assert_eq!(card_sequences(&trail), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        trail.iter().map(|event| event.event.kind).collect::<Vec<_>>(),
+        [CardEventKind::Created, CardEventKind::Moved, CardEventKind::Moved, CardEventKind::RunCreated, CardEventKind::RunEnded]
+    );
+    assert_eq!(trail[2].event.to_stage.as_deref(), Some("build"));
+    assert_eq!(trail[4].event.message, "run ended");
+    assert_eq!(card_sequences(&store.read_card_events(new.id, 2, 2).await.expect("read")), [3, 4], "after and limit page the trail");
+    assert!(store.read_card_events(new.id, 5, 10).await.expect("read").is_empty());
+
+    let unknown = CardId::new();
+    let err = store.update_card(unknown, &touch).await.expect_err("an unknown card");
+    assert!(matches!(err, Error::NotFound { resource: "card", .. }), "{err:?}");
+    assert_eq!(store.get_card(unknown).await.expect("get card"), None);
+    assert!(card_events(&store, unknown).await.is_empty());
+}
+
+async fn cards_list_by_stage_and_page_by_id(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let mut cards = Vec::new();
+    for stage in ["discovery", "build", "discovery", "build", "discovery"] {
+        cards.push(create_card(&store, DEFAULT_WORKSPACE, stage).await.id);
+    }
+    let elsewhere = create_card(&store, "elsewhere", "discovery").await;
+    cards.sort_unstable();
+
+    let all = store.list_cards(&card_query(DEFAULT_WORKSPACE)).await.expect("list cards");
+    assert_eq!(card_ids(&all), cards, "every card of the workspace, by id");
+    let discovery = CardQuery { stage: Some("discovery".to_owned()), ..card_query(DEFAULT_WORKSPACE) };
+    let listed = store.list_cards(&discovery).await.expect("list cards");
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|card| card.stage == "discovery"));
+    assert_eq!(card_ids(&listed), {
+        let mut ids: Vec<CardId> = all.iter().filter(|card| card.stage == "discovery").map(|card| card.id).collect();
+        ids.sort_unstable();
+        ids
+    });
+
+    let first = store.list_cards(&CardQuery { limit: 2, ..card_query(DEFAULT_WORKSPACE) }).await.expect("list cards");
+    assert_eq!(card_ids(&first), cards[..2]);
+    let rest = store.list_cards(&CardQuery { after: Some(cards[1]), ..card_query(DEFAULT_WORKSPACE) }).await.expect("list cards");
+    assert_eq!(card_ids(&rest), cards[2..], "`after` continues where a page ended");
+    let paged = CardQuery { after: Some(listed[0].id), limit: 1, ..discovery.clone() };
+    assert_eq!(card_ids(&store.list_cards(&paged).await.expect("list cards")), [listed[1].id]);
+    assert!(store.list_cards(&CardQuery { stage: Some("nowhere".to_owned()), ..card_query(DEFAULT_WORKSPACE) }).await.expect("list").is_empty());
+    assert_eq!(card_ids(&store.list_cards(&card_query("elsewhere")).await.expect("list cards")), [elsewhere.id]);
+}
+
+async fn cards_with_active_runs_span_workspaces(database: &TestDatabase) {
+    let store = open_store(database).await;
+    let start = |stored: &Card| Ok(CardChange { card: Card { active_run: Some(RunId::new()), ..stored.clone() }, events: Vec::new() });
+    let mut active = Vec::new();
+    for workspace in [DEFAULT_WORKSPACE, "elsewhere", DEFAULT_WORKSPACE] {
+        let card = create_card(&store, workspace, "build").await;
+        store.update_card(card.id, &start).await.expect("start a run");
+        active.push(card.id);
+    }
+    create_card(&store, DEFAULT_WORKSPACE, "build").await;
+    active.sort_unstable();
+
+    let found = store.cards_with_active_runs(None, 100).await.expect("cards with active runs");
+    assert_eq!(card_ids(&found), active, "every workspace's, by id");
+    assert!(found.iter().all(|card| card.active_run.is_some()));
+    assert_eq!(card_ids(&store.cards_with_active_runs(None, 2).await.expect("page")), active[..2]);
+    assert_eq!(card_ids(&store.cards_with_active_runs(Some(active[1]), 2).await.expect("page")), active[2..]);
+
+    let end = |stored: &Card| Ok(CardChange { card: Card { active_run: None, ..stored.clone() }, events: Vec::new() });
+    store.update_card(active[0], &end).await.expect("end the run");
+    assert_eq!(card_ids(&store.cards_with_active_runs(None, 100).await.expect("cards with active runs")), active[1..]);
+}
+
+async fn concurrent_card_changes_all_apply_without_gaps(database: &TestDatabase) {
+    const WRITERS: usize = 8;
+    let store = open_store(database).await;
+    let card = create_card(&store, DEFAULT_WORKSPACE, "build").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, handle) in store_handles(database, &store, WRITERS).await.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let change = move |stored: &Card| {
+                let mut card = stored.clone();
+                card.labels.insert(format!("writer-{index}"), "yes".to_owned());
+                Ok(CardChange { card, events: vec![card_event(CardEventKind::Notified, &format!("writer {index}"))] })
+            };
+            let (card, events) = handle.update_card(card.id, &change).await.expect("update card");
+            (card.revision, card_sequences(&events))
+        });
+    }
+    let results = tasks.join_all().await;
+    let mut revisions: Vec<u64> = results.iter().map(|(revision, _)| *revision).collect();
+    revisions.sort_unstable();
+    assert_eq!(revisions, (2..=WRITERS as u64 + 1).collect::<Vec<_>>(), "each change gets its own revision");
+    let mut sequences: Vec<u64> = results.iter().flat_map(|(_, sequences)| sequences.clone()).collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (2..=WRITERS as u64 + 1).collect::<Vec<_>>(), "each change gets its own entry");
+
+    let stored = store.get_card(card.id).await.expect("get card").expect("the card exists");
+    assert_eq!(stored.revision, WRITERS as u64 + 1);
+    assert_eq!(stored.labels.len(), WRITERS, "no change is lost");
+    let trail = card_events(&store, card.id).await;
+    assert_eq!(card_sequences(&trail), (1..=WRITERS as u64 + 1).collect::<Vec<_>>());
+}
+
 on_both_stores!(
     create_run_round_trips_every_field,
     a_repeated_request_id_returns_the_existing_run,
@@ -1665,6 +2047,13 @@ on_both_stores!(
     queue_counts_summarise_one_workspace,
     artifacts_are_versioned_conditioned_fenced_and_traced,
     debate_votes_and_mission_memory_are_kept_and_searched,
+    skills_count_revisions_and_list_by_id_per_workspace,
+    concurrent_skill_changes_all_apply,
+    recipes_count_revisions_and_list_by_position_then_stage,
+    cards_change_with_an_audit_trail_numbered_without_gaps,
+    cards_list_by_stage_and_page_by_id,
+    cards_with_active_runs_span_workspaces,
+    concurrent_card_changes_all_apply_without_gaps,
 );
 
 /// A claim reads the queue index in order and stops at its window, however many runs are

@@ -48,6 +48,19 @@ macro_rules! uuid_id {
                 Self::parse("id", text)
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Uuid::parse_str(&text).map(Self).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -61,11 +74,17 @@ uuid_id!(
     ArtifactId,
     "an artifact"
 );
+uuid_id!(
+    /// The identifier of a card on a workspace's board: a UUIDv7, so ids sort by creation time.
+    CardId,
+    "a card"
+);
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
@@ -95,4 +114,8 @@ string_id!(
 string_id!(
     /// The identifier of a worker (a built-in worker pool or an external worker).
     WorkerId
+);
+string_id!(
+    /// The identifier of a skill in a workspace's catalog: its directory name (`analyze-transcript`).
+    SkillId
 );

@@ -10,6 +10,7 @@ mod labels;
 mod log;
 mod page;
 mod run;
+mod stage;
 mod time;
 mod worker;
 
@@ -18,7 +19,7 @@ pub use artifact::{
     MAX_MEDIA_TYPE_BYTES, MAX_NAME_BYTES, MAX_PRODUCER_FIELD_BYTES,
 };
 pub use event::{EventKind, RunEvent};
-pub use ids::{ArtifactId, RunId, WorkerId, WorkspaceId};
+pub use ids::{ArtifactId, CardId, RunId, SkillId, WorkerId, WorkspaceId};
 pub use knowledge::{search_words, Memory, Reliability};
 pub use labels::{validate_labels, MAX_LABELS};
 pub use log::{LogLine, LogStream, NewLogLine};
@@ -26,6 +27,10 @@ pub use page::{page_limit, Page, PageToken, MAX_PAGE_SIZE};
 pub use run::{
     Decision, DecisionOutcome, ErrorCode, JournalEntry, Lease, NewRun, Replay, ReplayMode, Run, RunError, RunQuery, RunState,
     Waiting, DEFAULT_WORKSPACE,
+};
+pub use stage::{
+    ArtifactKindName, AutomationLevel, Card, CardChange, CardRun, CardEvent, CardEventKind, CardQuery, Comparison, GateCheck, GateResult, GateSpec, Metric,
+    NewCardEvent, OnFail, Recipe, RecipeOutcome, RecipeStep, Scale, Skill, SkillDefinition, SkillField, SkillKind, SkillSource, SkillVersion, TrustLevel,
 };
 pub use time::Timestamp;
 pub use worker::{NewWorker, Worker, WorkerState};

@@ -17,8 +17,9 @@ use async_trait::async_trait;
 
 use crate::{
     domain::{
-        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, EventKind, Lease, LogLine, Memory, NewArtifact,
-        NewLogLine, NewRun, NewWorker, Reliability, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Card, CardChange, CardEvent, CardId, CardQuery, Digest, EventKind,
+        Lease, LogLine, Memory, NewArtifact, NewCardEvent, NewLogLine, NewRun, NewWorker, Recipe, Reliability, Run, RunEvent, RunId,
+        RunQuery, RunState, Skill, SkillId, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
     models::Circuit,
@@ -147,6 +148,15 @@ impl Pruned {
 
 /// The state-machine function handed to [`Store::update_run`].
 pub type UpdateFn<'a> = &'a (dyn Fn(&Run) -> Result<Update> + Send + Sync);
+
+/// A change to a skill, decided from the skill as stored (`None` if there is none).
+pub type SkillFn<'a> = &'a (dyn Fn(Option<&Skill>) -> Result<Skill> + Send + Sync);
+
+/// A change to a recipe, decided from the recipe as stored (`None` if there is none).
+pub type RecipeFn<'a> = &'a (dyn Fn(Option<&Recipe>) -> Result<Recipe> + Send + Sync);
+
+/// A change to a card, decided from the card as stored.
+pub type CardFn<'a> = &'a (dyn Fn(&Card) -> Result<CardChange> + Send + Sync);
 
 /// A change to a provider's circuit, decided from the circuit as stored (a provider never
 /// tripped gets a closed one).
@@ -311,6 +321,47 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The memories of a workspace matching any of `words` (see `domain::search_words`), best
     /// first, at most `limit`.
     async fn recall(&self, workspace: &WorkspaceId, words: &[String], limit: u32) -> Result<Vec<Memory>>;
+
+    /// Reads a skill of a workspace's catalog.
+    async fn get_skill(&self, workspace: &WorkspaceId, id: &SkillId) -> Result<Option<Skill>>;
+
+    /// Every skill of a workspace's catalog, by id.
+    async fn list_skills(&self, workspace: &WorkspaceId) -> Result<Vec<Skill>>;
+
+    /// Creates or changes a skill atomically: `change` gets the skill as stored (`None` if it
+    /// does not exist) and returns it as it must be stored, or an error that writes nothing.
+    /// The store sets `revision` to one more than before (1 for a new skill).
+    async fn update_skill(&self, workspace: &WorkspaceId, id: &SkillId, change: SkillFn<'_>) -> Result<Skill>;
+
+    /// Reads a stage's recipe in a workspace.
+    async fn get_recipe(&self, workspace: &WorkspaceId, stage: &str) -> Result<Option<Recipe>>;
+
+    /// Every recipe of a workspace, by position then stage.
+    async fn list_recipes(&self, workspace: &WorkspaceId) -> Result<Vec<Recipe>>;
+
+    /// Creates or changes a recipe atomically, as [`Store::update_skill`] does a skill.
+    async fn update_recipe(&self, workspace: &WorkspaceId, stage: &str, change: RecipeFn<'_>) -> Result<Recipe>;
+
+    /// Inserts a card (revision 1) with the first entries of its audit trail.
+    async fn create_card(&self, card: &Card, events: &[NewCardEvent]) -> Result<(Card, Vec<CardEvent>)>;
+
+    /// Reads a card.
+    async fn get_card(&self, id: CardId) -> Result<Option<Card>>;
+
+    /// Lists cards matching the query, by id ascending, at most `query.limit`.
+    async fn list_cards(&self, query: &CardQuery) -> Result<Vec<Card>>;
+
+    /// Changes a card atomically, excluding concurrent changes of it: `change` gets the card
+    /// as stored and returns the card to store with the audit entries that record the change
+    /// (numbered after the card's last), or an error that writes nothing (`NotFound` for an
+    /// unknown card). The store sets `revision` to one more than before.
+    async fn update_card(&self, id: CardId, change: CardFn<'_>) -> Result<(Card, Vec<CardEvent>)>;
+
+    /// Cards (of every workspace) with an active run, by id, after `after`, at most `limit`.
+    async fn cards_with_active_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>>;
+
+    /// A card's audit trail after sequence `after`, in order, at most `limit`.
+    async fn read_card_events(&self, id: CardId, after: u64, limit: u32) -> Result<Vec<CardEvent>>;
 
     /// Tries to become (or checks that this process still is) the one leader among the
     /// processes sharing the database, which runs maintenance. Where one process owns the

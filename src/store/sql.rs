@@ -1057,6 +1057,7 @@ pub mod artifacts;
 pub mod circuits;
 pub mod knowledge;
 pub mod retention;
+pub mod stage;
 pub mod workers;
 
 pub const NOTIFY_CHANNEL: &str = "conclave_events";

@@ -8,13 +8,18 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool};
 
 use super::{
-    sql::{self, artifacts, circuits, knowledge, retention, workers, Statement},
-    CircuitFn, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, Store, Transition, UpdateFn,
+    sql::{
+        self, artifacts, circuits, knowledge, retention,
+        stage::{self, Document, DocumentKey},
+        workers, Statement,
+    },
+    CardFn, CircuitFn, ClaimRequest, Created, JournalEntry, LeaseStatus, QueueCounts, RecipeFn, SkillFn, Store, Transition, UpdateFn,
 };
 use crate::{
     domain::{
-        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Digest, Lease, LogLine, Memory, NewArtifact, NewLogLine, NewRun,
-        NewWorker, Reliability, Run, RunEvent, RunId, RunQuery, RunState, Timestamp, Worker, WorkerId, WorkspaceId,
+        Artifact, ArtifactId, ArtifactName, ArtifactQuery, ArtifactUse, Card, CardChange, CardEvent, CardId, CardQuery, Digest, Lease,
+        LogLine, Memory, NewArtifact, NewCardEvent, NewLogLine, NewRun, NewWorker, Recipe, Reliability, Run, RunEvent, RunId, RunQuery,
+        RunState, Skill, SkillId, Timestamp, Worker, WorkerId, WorkspaceId,
     },
     error::{Error, Result},
     models::Circuit,
@@ -110,6 +115,69 @@ where
     rows.iter().map(|row| T::from_row(row).map_err(Error::from)).collect()
 }
 
+/// Reads documents (skills, recipes, cards) through a pool.
+async fn read_documents<DB, T>(pool: &Pool<DB>, statement: Statement) -> Result<Vec<T>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+    stage::DocumentRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    T: Document,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let rows: Vec<stage::DocumentRow> = read(pool, statement).await?;
+    rows.into_iter().map(stage::DocumentRow::into_document).collect()
+}
+
+/// Creates or changes the document at `key` inside the caller's transaction: reads it (locked
+/// with `lock`, on Postgres), asks `change` for the document to store from the one stored
+/// (`None` if there is none) together with whatever else the caller keeps for itself, and
+/// writes it with its revision one higher (1 for a new one). An error from `change` is returned
+/// as it is, having written nothing. When a concurrent transaction creates the missing
+/// document first, it is read again and `change` decides anew from it.
+async fn change_document<DB, T, R>(
+    conn: &mut DB::Connection,
+    key: &DocumentKey,
+    lock: bool,
+    change: impl Fn(Option<&T>) -> Result<(T, R)>,
+) -> Result<(T, R)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+    stage::DocumentRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    T: Document,
+    Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    // The second pass finds the row a concurrent creator inserted (rows are never deleted).
+    for _ in 0..2 {
+        let row = sql::query::<DB>(stage::select(key, lock)).fetch_optional(&mut *conn).await?;
+        let stored: Option<T> = match row {
+            Some(row) => Some(<stage::DocumentRow as sqlx::FromRow<DB::Row>>::from_row(&row)?.into_document()?),
+            None => None,
+        };
+        let (mut document, extra) = change(stored.as_ref())?;
+        let previous = stored.as_ref().map_or(0, Document::revision);
+        document.set_revision(previous + 1);
+        let write = match &stored {
+            Some(_) => stage::update(key, &document, previous)?,
+            None => stage::insert(key, &document)?,
+        };
+        if sql::query::<DB>(write).fetch_optional(&mut *conn).await?.is_some() {
+            return Ok((document, extra));
+        }
+        if stored.is_some() {
+            // The row is locked (Postgres) or the only writer is this one (SQLite).
+            return Err(Error::Internal(format!("{key} changed under its lock")));
+        }
+    }
+    Err(Error::Aborted { reason: "CONCURRENT_CREATE", message: format!("{key} kept being created concurrently; try again") })
+}
+
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
 where
@@ -127,6 +195,8 @@ where
     artifacts::UseRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     knowledge::ReliabilityRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     knowledge::MemoryRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    stage::DocumentRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    stage::CardEventRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     Option<String>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     Option<i64>: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     bool: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -535,6 +605,93 @@ where
                 })
             })
             .collect()
+    }
+
+    async fn get_skill(&self, workspace: &WorkspaceId, id: &SkillId) -> Result<Option<Skill>> {
+        Ok(read_documents(&self.reader, stage::select(&DocumentKey::skill(workspace, id), false)).await?.pop())
+    }
+
+    async fn list_skills(&self, workspace: &WorkspaceId) -> Result<Vec<Skill>> {
+        read_documents(&self.reader, stage::list_skills(workspace)).await
+    }
+
+    async fn update_skill(&self, workspace: &WorkspaceId, id: &SkillId, change: SkillFn<'_>) -> Result<Skill> {
+        let mut tx = self.writer.begin().await?;
+        let key = DocumentKey::skill(workspace, id);
+        let (skill, ()) = change_document::<DB, Skill, ()>(&mut tx, &key, self.dialect.locks_rows(), |stored| {
+            let skill = change(stored)?;
+            Ok((Skill { workspace: workspace.clone(), id: id.clone(), ..skill }, ()))
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(skill)
+    }
+
+    async fn get_recipe(&self, workspace: &WorkspaceId, stage: &str) -> Result<Option<Recipe>> {
+        Ok(read_documents(&self.reader, stage::select(&DocumentKey::recipe(workspace, stage), false)).await?.pop())
+    }
+
+    async fn list_recipes(&self, workspace: &WorkspaceId) -> Result<Vec<Recipe>> {
+        read_documents(&self.reader, stage::list_recipes(workspace)).await
+    }
+
+    async fn update_recipe(&self, workspace: &WorkspaceId, stage: &str, change: RecipeFn<'_>) -> Result<Recipe> {
+        let mut tx = self.writer.begin().await?;
+        let key = DocumentKey::recipe(workspace, stage);
+        let (recipe, ()) = change_document::<DB, Recipe, ()>(&mut tx, &key, self.dialect.locks_rows(), |stored| {
+            let recipe = change(stored)?;
+            Ok((Recipe { workspace: workspace.clone(), stage: stage.to_owned(), ..recipe }, ()))
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(recipe)
+    }
+
+    async fn create_card(&self, card: &Card, events: &[NewCardEvent]) -> Result<(Card, Vec<CardEvent>)> {
+        let card = Card { revision: 1, ..card.clone() };
+        let mut tx = self.writer.begin().await?;
+        let inserted = sql::query::<DB>(stage::insert(&DocumentKey::card(card.id), &card)?).fetch_optional(&mut *tx).await?;
+        if inserted.is_none() {
+            return Err(Error::AlreadyExists { reason: "CARD_EXISTS", message: format!("card {} already exists", card.id) });
+        }
+        let events = stage::number_card_events(card.id, 0, events.to_vec());
+        sql::execute_all::<DB>(&mut tx, stage::insert_card_events(&events)?).await?;
+        tx.commit().await?;
+        Ok((card, events))
+    }
+
+    async fn get_card(&self, id: CardId) -> Result<Option<Card>> {
+        Ok(read_documents(&self.reader, stage::select(&DocumentKey::card(id), false)).await?.pop())
+    }
+
+    async fn list_cards(&self, query: &CardQuery) -> Result<Vec<Card>> {
+        read_documents(&self.reader, stage::list_cards(query)).await
+    }
+
+    async fn update_card(&self, id: CardId, change: CardFn<'_>) -> Result<(Card, Vec<CardEvent>)> {
+        let mut tx = self.writer.begin().await?;
+        let key = DocumentKey::card(id);
+        let (card, events) = change_document::<DB, Card, Vec<NewCardEvent>>(&mut tx, &key, self.dialect.locks_rows(), |stored| {
+            let stored = stored.ok_or_else(|| Error::not_found("card", id))?;
+            let CardChange { card, events } = change(stored)?;
+            Ok((Card { id, workspace: stored.workspace.clone(), ..card }, events))
+        })
+        .await?;
+        let last = sql::query::<DB>(stage::last_card_event(id)).fetch_one(&mut *tx).await?;
+        let last = <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&last)?.int.map_or(0, sql::to_u64);
+        let events = stage::number_card_events(id, last, events);
+        sql::execute_all::<DB>(&mut tx, stage::insert_card_events(&events)?).await?;
+        tx.commit().await?;
+        Ok((card, events))
+    }
+
+    async fn cards_with_active_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>> {
+        read_documents(&self.reader, stage::cards_with_active_runs(after, limit)).await
+    }
+
+    async fn read_card_events(&self, id: CardId, after: u64, limit: u32) -> Result<Vec<CardEvent>> {
+        let rows: Vec<stage::CardEventRow> = read(&self.reader, stage::select_card_events(id, after, limit)).await?;
+        rows.into_iter().map(|row| row.into_event(id)).collect()
     }
 
     async fn try_lead(&self) -> Result<bool> {
