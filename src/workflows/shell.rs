@@ -136,7 +136,7 @@ impl Workflow for Shell {
         let command = &params.command;
         let exit_code: i32 = ctx
             .step("command", || async {
-                match run_command(ctx, command).await?.ended {
+                match run_command(Some(ctx), command).await?.ended {
                     Ended::Exited(code) => Ok(code),
                     Ended::TimedOut => Err(WorkflowError::Failed {
                         code: ErrorCode::Timeout,
@@ -153,9 +153,9 @@ impl Workflow for Shell {
     }
 }
 
-/// Runs the command to its end or its timeout, streaming its output into the run's log and
-/// keeping the end of it.
-pub(crate) async fn run_command(ctx: &RunContext, params: &CommandSpec) -> Result<Finished, WorkflowError> {
+/// Runs the command to its end or its timeout, keeping the end of its output. Inside a run
+/// (`ctx`), the output streams into the run's log and the run's cancellation stops it.
+pub(crate) async fn run_command(ctx: Option<&RunContext>, params: &CommandSpec) -> Result<Finished, WorkflowError> {
     let mut command = Command::new(&params.program);
     command
         .args(&params.args)
@@ -188,10 +188,18 @@ pub(crate) async fn run_command(ctx: &RunContext, params: &CommandSpec) -> Resul
             Ended::Exited(status.code().or_else(|| status.signal().map(|signal| -signal)).unwrap_or(-1))
         }
         () = tokio::time::sleep(timeout) => Ended::TimedOut,
-        () = ctx.cancelled() => return Err(WorkflowError::Cancelled),
+        () = cancelled(ctx) => return Err(WorkflowError::Cancelled),
     };
     let output = kept.into_inner().map(KeptOutput::into_text).unwrap_or_default();
     Ok(Finished { ended, output })
+}
+
+/// Resolves when the run is cancelled; never outside a run.
+async fn cancelled(ctx: Option<&RunContext>) {
+    match ctx {
+        Some(ctx) => ctx.cancelled().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The end of a command's output, at most [`KEPT_OUTPUT_BYTES`], whole lines.
@@ -221,9 +229,9 @@ impl KeptOutput {
     }
 }
 
-/// Streams a child's output into the run's log, line by line (invalid UTF-8 replaced), and
-/// keeps its end.
-async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: LogStream, kept: &std::sync::Mutex<KeptOutput>) {
+/// Streams a child's output into the run's log (if any), line by line (invalid UTF-8
+/// replaced), and keeps its end.
+async fn pump(ctx: Option<&RunContext>, output: Option<impl AsyncRead + Unpin>, stream: LogStream, kept: &std::sync::Mutex<KeptOutput>) {
     let Some(output) = output else { return };
     let mut reader = BufReader::new(output);
     let mut line = Vec::new();
@@ -236,7 +244,9 @@ async fn pump(ctx: &RunContext, output: Option<impl AsyncRead + Unpin>, stream: 
                 if let Ok(mut kept) = kept.lock() {
                     kept.push(&text);
                 }
-                ctx.log(stream, &text).await;
+                if let Some(ctx) = ctx {
+                    ctx.log(stream, &text).await;
+                }
             }
         }
     }

@@ -491,7 +491,7 @@ async fn verify(ctx: &RunContext, spec: &TaskSpec, workdir: &Path, number: u32, 
     };
     let (mut check, output): (Check, String) = ctx
         .step(&key, || async {
-            let finished = run_command(ctx, &spec_command).await?;
+            let finished = run_command(Some(ctx), &spec_command).await?;
             let (outcome, exit_code) = match finished.ended {
                 Ended::Exited(0) => (CheckOutcome::Passed, 0),
                 Ended::Exited(code) => (CheckOutcome::Failed, code),

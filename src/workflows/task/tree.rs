@@ -98,7 +98,7 @@ pub(super) fn check_project_dir(root: &Path) -> Result<()> {
 /// `.git` directory (or file, in a worktree) skipped at any depth, `.gitignore` files and
 /// `.git/info/exclude` obeyed even outside a git repository, no global gitignore, no ignore
 /// files from above `root`, no `.ignore` files, symbolic links not followed. Unsorted.
-pub(super) fn walker(root: &Path) -> WalkBuilder {
+pub(crate) fn walker(root: &Path) -> WalkBuilder {
     let mut builder = WalkBuilder::new(root);
     builder
         .hidden(false)
@@ -115,7 +115,7 @@ pub(super) fn walker(root: &Path) -> WalkBuilder {
 
 /// `path` relative to `root`, with `/` between its components (lossy for names that are not
 /// UTF-8).
-pub(super) fn relative_path(root: &Path, path: &Path) -> String {
+pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(root).unwrap_or(path);
     let parts: Vec<_> = relative.components().map(|part| part.as_os_str().to_string_lossy()).collect();
     parts.join("/")
