@@ -101,6 +101,12 @@ pub struct Settings {
     /// Tasks running at once at most, across the processes sharing the database [default: 4].
     #[arg(long, env = "CONCLAVE_MAX_RUNNING_TASKS")]
     pub max_running_tasks: Option<u32>,
+    /// The remote skills registry `ImportSkill` reads (http:// or https://) [default: none].
+    #[arg(long, env = "CONCLAVE_SKILLS_REGISTRY_URL")]
+    pub skills_registry_url: Option<String>,
+    /// The bearer token sent to the skills registry [default: none].
+    #[arg(long, env = "CONCLAVE_SKILLS_REGISTRY_TOKEN", hide_env_values = true)]
+    pub skills_registry_token: Option<String>,
     /// Log format of the server itself: text or json [default: text].
     #[arg(long, env = "CONCLAVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -203,6 +209,8 @@ impl Settings {
             artifact_collect_after_seconds: self.artifact_collect_after_seconds.or(base.artifact_collect_after_seconds),
             max_message_bytes: self.max_message_bytes.or(base.max_message_bytes),
             max_running_tasks: self.max_running_tasks.or(base.max_running_tasks),
+            skills_registry_url: self.skills_registry_url.or(base.skills_registry_url),
+            skills_registry_token: self.skills_registry_token.or(base.skills_registry_token),
             log_format: self.log_format.or(base.log_format),
             enable_shell: self.enable_shell.or(base.enable_shell),
             kinds: KindsSettings { shell },
@@ -285,6 +293,9 @@ impl Settings {
             serve: ServeOptions {
                 max_message_bytes: self.max_message_bytes.unwrap_or(ServeOptions::default().max_message_bytes),
                 max_running_tasks: self.max_running_tasks.unwrap_or(ServeOptions::default().max_running_tasks),
+                skills_registry: self
+                    .skills_registry_url
+                    .map(|url| crate::workflows::stage::RegistrySettings { url, token: self.skills_registry_token }),
             },
             log_format: self.log_format.unwrap_or_default(),
             engine,

@@ -57,6 +57,11 @@ pub enum Error {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
 
+    /// A service Conclave depends on (a skills registry) could not be reached or failed; the
+    /// operation may be retried.
+    #[error("{message}")]
+    Upstream { service: &'static str, message: String },
+
     /// A bug or an inconsistency inside Conclave.
     #[error("internal error: {0}")]
     Internal(String),

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
-    api::{AdminApi, ArtifactApi, DebateApi, MissionApi, ModelApi, RunApi, TaskApi, WorkerApi},
+    api::{AdminApi, ArtifactApi, CardApi, DebateApi, MissionApi, ModelApi, RecipeApi, RunApi, SkillApi, TaskApi, WorkerApi},
     artifacts::Artifacts,
     config::ServerConfig,
     engine::Engine,
@@ -17,7 +17,8 @@ use crate::{
         self, admin_service_server::AdminServiceServer, artifact_service_server::ArtifactServiceServer,
         debate_service_server::DebateServiceServer, mission_service_server::MissionServiceServer, task_service_server::TaskServiceServer,
         model_service_server::ModelServiceServer, run_service_server::RunServiceServer,
-        worker_service_server::WorkerServiceServer,
+        worker_service_server::WorkerServiceServer, card_service_server::CardServiceServer, recipe_service_server::RecipeServiceServer,
+        skill_service_server::SkillServiceServer,
     },
     store, workflows,
 };
@@ -80,17 +81,19 @@ pub async fn build_engine(config: &ServerConfig) -> Result<Engine> {
 }
 
 /// What the gRPC services take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Largest gRPC message accepted or sent (an artifact chunk, never an artifact).
     pub max_message_bytes: usize,
     /// Tasks running at once at most.
     pub max_running_tasks: u32,
+    /// The remote skills registry `ImportSkill` reads, if one is configured.
+    pub skills_registry: Option<workflows::stage::RegistrySettings>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { max_message_bytes: 16 << 20, max_running_tasks: 4 }
+        Self { max_message_bytes: 16 << 20, max_running_tasks: 4, skills_registry: None }
     }
 }
 
@@ -107,6 +110,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
     health.set_serving::<DebateServiceServer<DebateApi>>().await;
     health.set_serving::<MissionServiceServer<MissionApi>>().await;
     health.set_serving::<TaskServiceServer<TaskApi>>().await;
+    health.set_serving::<SkillServiceServer<SkillApi>>().await;
+    health.set_serving::<RecipeServiceServer<RecipeApi>>().await;
+    health.set_serving::<CardServiceServer<CardApi>>().await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
 
     let reflection = || {
@@ -144,6 +150,17 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
     let tasks = TaskServiceServer::new(TaskApi::new(engine.clone(), options.max_running_tasks))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let skills = SkillServiceServer::new(SkillApi::new(engine.clone(), options.skills_registry.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let recipes = RecipeServiceServer::new(RecipeApi::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let cards = CardServiceServer::new(CardApi::new(engine.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    // Cards whose run ended are settled (unlocked, advanced) by a sweep in every server.
+    tokio::spawn(workflows::stage::Cards::new(engine.clone()).sweep_until(engine.shutdown_token()));
 
     let stopping = engine.shutdown_token();
     let on_shutdown = async move {
@@ -157,6 +174,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
         health.set_not_serving::<DebateServiceServer<DebateApi>>().await;
         health.set_not_serving::<MissionServiceServer<MissionApi>>().await;
         health.set_not_serving::<TaskServiceServer<TaskApi>>().await;
+        health.set_not_serving::<SkillServiceServer<SkillApi>>().await;
+        health.set_not_serving::<RecipeServiceServer<RecipeApi>>().await;
+        health.set_not_serving::<CardServiceServer<CardApi>>().await;
         health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         stopping.cancel();
     };
@@ -179,6 +199,9 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
         .add_service(debates)
         .add_service(missions)
         .add_service(tasks)
+        .add_service(skills)
+        .add_service(recipes)
+        .add_service(cards)
         // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
     tokio::pin!(server);

@@ -1,6 +1,8 @@
 //! Conversions between protobuf messages and domain types. Decoding validates (and names the
 //! field it rejects); encoding cannot fail.
 
+pub mod stages;
+
 use std::time::Duration;
 
 use prost_types::value::Kind;

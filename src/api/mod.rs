@@ -9,6 +9,7 @@ mod missions;
 pub(crate) mod convert;
 mod models;
 mod runs;
+mod stages;
 mod tasks;
 pub mod status;
 mod workers;
@@ -27,6 +28,7 @@ pub use debates::DebateApi;
 pub use missions::MissionApi;
 pub use models::ModelApi;
 pub use runs::RunApi;
+pub use stages::{CardApi, RecipeApi, SkillApi};
 pub use tasks::TaskApi;
 pub use workers::WorkerApi;
 

@@ -33,6 +33,7 @@ impl From<Error> for Status {
             Error::DataLoss(_) => (Code::DataLoss, "DATA_LOSS", HashMap::new()),
             Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN", HashMap::new()),
             Error::Unavailable(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", HashMap::new()),
+            Error::Upstream { service, .. } => (Code::Unavailable, "UPSTREAM_UNAVAILABLE", HashMap::from([("service".to_owned(), (*service).to_owned())])),
             Error::Internal(_) => (Code::Internal, "INTERNAL", HashMap::new()),
             Error::ModelCall { class, provider, retry_after, .. } => {
                 let mut metadata = HashMap::new();

@@ -318,6 +318,16 @@ impl Engine {
 
 }
 
+impl Engine {
+    /// The workspace a request names (the default one when it names none), refused with
+    /// `NotFound` if it does not exist.
+    pub async fn workspace(&self, name: &str) -> Result<WorkspaceId> {
+        let workspace = workspace_or_default(name);
+        self.core.require_workspace(&workspace).await?;
+        Ok(workspace)
+    }
+}
+
 fn workspace_or_default(workspace: &str) -> WorkspaceId {
     WorkspaceId::new(if workspace.is_empty() { DEFAULT_WORKSPACE } else { workspace })
 }

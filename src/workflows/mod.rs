@@ -1,14 +1,16 @@
 //! What a run of each kind does, written as ordinary async code against a `RunContext`.
-//! The built-in kinds live here, with the domain workflows (`debate`, `mission`; later task,
-//! recipe) in the same registry.
+//! The built-in kinds live here, with the domain workflows (`debate`, `mission`, `task`,
+//! `recipe`) in the same registry.
 
 mod basic;
 pub mod debate;
+pub mod gates;
 pub mod mission;
 mod generate;
 mod input;
 pub mod resource;
 mod shell;
+pub mod stage;
 pub mod structured;
 pub mod task;
 
@@ -36,6 +38,7 @@ pub fn builtin_registry(shell: ShellConfig) -> Registry {
         .register("mission", Mission)
         .register("task", Task)
         .register("task_loop", TaskLoop)
+        .register(stage::RECIPE_KIND, stage::RecipeRun)
         .register("shell", Shell::new(shell));
     registry
 }

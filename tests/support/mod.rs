@@ -241,6 +241,18 @@ impl TestServer {
         models: ModelsConfig,
         artifacts: ArtifactsConfig,
     ) -> TestServer {
+        Self::start_with_options(database_url, registry, config, models, artifacts, conclave::server::ServeOptions::default()).await
+    }
+
+    /// Starts a server with these models, artifact settings and serving options.
+    pub async fn start_with_options(
+        database_url: &str,
+        registry: Registry,
+        config: EngineConfig,
+        models: ModelsConfig,
+        artifacts: ArtifactsConfig,
+        options: conclave::server::ServeOptions,
+    ) -> TestServer {
         let url = database_url.to_owned();
         let (ready_tx, ready) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<Stop>();
@@ -261,7 +273,7 @@ impl TestServer {
                 let _ = ready_tx.send((engine.clone(), addr));
                 engine.start();
                 let (graceful_tx, graceful) = oneshot::channel::<()>();
-                let serve = conclave::server::serve(engine, listener, conclave::server::ServeOptions::default(), async {
+                let serve = conclave::server::serve(engine, listener, options, async {
                     let _ = graceful.await;
                 });
                 tokio::pin!(serve);
@@ -327,6 +339,19 @@ pub async fn connect(addr: SocketAddr) -> RunServiceClient<Channel> {
 pub fn input(value: Value) -> Option<prost_types::Struct> {
     let Value::Object(map) = value else { panic!("input must be a JSON object") };
     Some(to_struct(&map))
+}
+
+/// JSON from a protobuf `Value` (numbers are `f64`).
+pub fn from_value(value: prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.into_iter().map(from_value).collect()),
+        Some(Kind::StructValue(object)) => Value::Object(object.fields.into_iter().map(|(key, value)| (key, from_value(value))).collect()),
+    }
 }
 
 fn to_struct(map: &Map<String, Value>) -> prost_types::Struct {
