@@ -212,6 +212,43 @@ async fn a_task_passes_in_round_two_and_merges_back(database: &TestDatabase) {
     setup.server.shutdown().await;
 }
 
+async fn the_tasks_own_gates_use_the_shared_engine(database: &TestDatabase) {
+    let setup = start(database, "", NO_BLOCKER, false).await;
+    let mut client = tasks(&setup.server).await;
+    let mut create = request(&setup.project);
+    create.test_command = String::new();
+    let check = |check| proto::Gate { id: String::new(), name: String::new(), required: true, failure_message: String::new(), check: Some(check) };
+    create.gates = vec![
+        proto::Gate { id: "value".into(), ..check(proto::gate::Check::Command(proto::CommandGate { command: TEST_COMMAND.into(), timeout_seconds: 10 })) },
+        proto::Gate { id: "sources".into(), ..check(proto::gate::Check::FileExists(proto::FileExistsGate { pattern: "src/*.txt".into() })) },
+        proto::Gate {
+            id: "notes".into(),
+            required: false,
+            ..check(proto::gate::Check::ContentCheck(proto::ContentCheckGate { file: "value.txt".into(), required_sections: vec!["Notes".into()] }))
+        },
+    ];
+    let created = client.create_task(create).await.unwrap().into_inner();
+    let task = until(&mut client, &created.id, &ENDED).await;
+    assert_eq!((task.status(), task.reason.as_str()), (proto::TaskStatus::Passed, "passed"), "{}", task.message);
+    let (first, second) = (&task.rounds[0], &task.rounds[1]);
+    assert_eq!(first.gate, "gates_failed", "{first:#?}");
+    assert!(first.findings.iter().any(|finding| finding.contains("gate `value`") && finding.contains("value.txt holds 3")), "{:?}", first.findings);
+    let passed = |round: &proto::TaskRound| round.checks.iter().map(|check| (check.id.clone(), check.passed)).collect::<Vec<_>>();
+    assert_eq!(passed(first), [("value".to_owned(), false), ("sources".to_owned(), true), ("notes".to_owned(), false)]);
+    assert_eq!(second.gate, "passed", "an optional gate failing does not fail the round");
+    assert_eq!(passed(second), [("value".to_owned(), true), ("sources".to_owned(), true), ("notes".to_owned(), false)]);
+    assert!(second.checks[2].message.contains("Notes"), "{:?}", second.checks[2]);
+
+    let mut bad = request(&setup.project);
+    bad.gates = vec![proto::Gate { id: "x y".into(), ..check(proto::gate::Check::FileExists(proto::FileExistsGate { pattern: "[".into() })) }];
+    let status = client.create_task(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut fields = bad_fields(&status);
+    fields.sort();
+    assert_eq!(fields, ["gates[0].check.pattern", "gates[0].id"], "{status:?}");
+    setup.server.shutdown().await;
+}
+
 async fn a_reviewer_blocker_fails_the_gate(database: &TestDatabase) {
     let setup = start(database, "", BLOCKER, false).await;
     let mut client = tasks(&setup.server).await;
@@ -618,6 +655,7 @@ async fn cancelling_a_loop_cancels_its_running_task(database: &TestDatabase) {
 }
 
 on_both_stores!(
+    the_tasks_own_gates_use_the_shared_engine,
     a_loop_runs_one_task_after_another,
     cancelling_a_loop_cancels_its_running_task,
     running_tasks_are_capped,

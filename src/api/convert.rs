@@ -1308,6 +1308,7 @@ pub fn create_task_request(request: proto::CreateTaskRequest) -> Result<CreateTa
             task_seconds: timeouts.task_seconds,
         },
         auto_start: request.auto_start,
+        gates: request.gates.into_iter().enumerate().map(|(index, gate)| stages::from_gate(gate, &format!("gates[{index}]"))).collect::<Result<_>>()?,
     };
     Ok(CreateTaskRequest { workspace: request.workspace, spec, request_id: request.request_id, labels: request.labels.into_iter().collect() })
 }
@@ -1404,6 +1405,7 @@ pub fn task(view: &TaskView, progress: Option<&Progress>) -> proto::Task {
                         lint: Some(task_check(&round.lint)),
                         gate: round.gate.as_str().to_owned(),
                         findings: round.gate.findings.clone(),
+                        checks: round.checks.iter().map(stages::gate_result).collect(),
                     })
                     .collect()
             })

@@ -204,7 +204,7 @@ fn gate(gate: &GateSpec) -> proto::Gate {
     proto::Gate { id: gate.id.clone(), name: gate.name.clone(), required: gate.required, failure_message: gate.failure_message.clone(), check: Some(check) }
 }
 
-fn from_gate(gate: proto::Gate, field: &str) -> Result<GateSpec> {
+pub fn from_gate(gate: proto::Gate, field: &str) -> Result<GateSpec> {
     use proto::gate::Check;
     let check = match gate.check {
         None => return Err(Error::invalid(format!("{field}.check"), "is required: file_exists, content_check, artifact_exists, metric_threshold or command")),

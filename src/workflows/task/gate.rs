@@ -1,6 +1,7 @@
-//! The gate at the end of each round, in seed `003`'s order: tests failed, lint failed, a review
-//! blocker, a review unknown, a review missing, else passed. A failed gate carries the findings
-//! that go into the next round.
+//! The gate at the end of each round, in seed `003`'s order: tests failed, lint failed, (a
+//! required gate of the task's own failed, from the shared engine of `workflows::gates`), a
+//! review blocker, a review unknown, a review missing, else passed. A failed gate carries the
+//! findings that go into the next round.
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,8 @@ impl Check {
 pub enum GateFailure {
     TestsFailed,
     LintFailed,
+    /// A required gate of the task's `gates` failed.
+    GatesFailed,
     ReviewBlocker,
     ReviewUnknown,
     ReviewMissing,
@@ -97,6 +100,7 @@ impl GateFailure {
         match self {
             Self::TestsFailed => "tests_failed",
             Self::LintFailed => "lint_failed",
+            Self::GatesFailed => "gates_failed",
             Self::ReviewBlocker => "review_blocker",
             Self::ReviewUnknown => "review_unknown",
             Self::ReviewMissing => "review_missing",
@@ -124,9 +128,9 @@ impl GateResult {
     }
 }
 
-/// Applies the gate to a round: its test and lint checks, the reviewers expected, the reviews
-/// given. A reviewer expected without a review is missing.
-pub fn evaluate(tests: &Check, lint: &Check, reviewers: &[String], reviews: &[Review]) -> GateResult {
+/// Applies the gate to a round: its test and lint checks, the results of the task's own gates,
+/// the reviewers expected, the reviews given. A reviewer expected without a review is missing.
+pub fn evaluate(tests: &Check, lint: &Check, gates: &[crate::domain::GateResult], reviewers: &[String], reviews: &[Review]) -> GateResult {
     let check_findings = |name: &str, check: &Check| {
         let how = match check.outcome {
             CheckOutcome::TimedOut => "ran past its timeout".to_owned(),
@@ -143,6 +147,10 @@ pub fn evaluate(tests: &Check, lint: &Check, reviewers: &[String], reviews: &[Re
     }
     if lint.outcome.failed() {
         return GateResult { failure: Some(GateFailure::LintFailed), findings: check_findings("lint", lint) };
+    }
+    let failed: Vec<String> = gates.iter().filter(|gate| gate.required && !gate.passed).map(|gate| format!("gate `{}`: {}", gate.id, gate.message)).collect();
+    if !failed.is_empty() {
+        return GateResult { failure: Some(GateFailure::GatesFailed), findings: failed };
     }
     let by = |verdict: Verdict| reviews.iter().filter(move |review| review.verdict == verdict);
     let said = |review: &Review| -> Vec<String> {
@@ -181,7 +189,7 @@ mod tests {
     }
 
     fn gate(tests: CheckOutcome, lint: CheckOutcome, reviews: &[Review]) -> Option<GateFailure> {
-        evaluate(&check(tests), &check(lint), &["a".to_owned(), "b".to_owned()], reviews).failure
+        evaluate(&check(tests), &check(lint), &[], &["a".to_owned(), "b".to_owned()], reviews).failure
     }
 
     #[test]
@@ -204,12 +212,34 @@ mod tests {
     fn findings_say_what_to_fix() {
         let mut failing = check(CheckOutcome::Failed);
         failing.tail = "assertion failed: parse(\"1\") == 1".into();
-        let result = evaluate(&failing, &Check::skipped(), &["a".to_owned()], &[]);
+        let result = evaluate(&failing, &Check::skipped(), &[], &["a".to_owned()], &[]);
         assert_eq!(result.as_str(), "tests_failed");
         assert_eq!(result.findings, ["the test command `make test` exited with status 2", "its output ended with:\nassertion failed: parse(\"1\") == 1"]);
-        let blocked = evaluate(&Check::skipped(), &Check::skipped(), &["a".to_owned()], &[review("a", Verdict::Blocker)]);
+        let blocked = evaluate(&Check::skipped(), &Check::skipped(), &[], &["a".to_owned()], &[review("a", Verdict::Blocker)]);
         assert_eq!(blocked.findings, ["a: blocker says so"]);
-        let missing = evaluate(&Check::skipped(), &Check::skipped(), &["a".to_owned()], &[]);
+        let missing = evaluate(&Check::skipped(), &Check::skipped(), &[], &["a".to_owned()], &[]);
         assert_eq!(missing.findings, ["a gave no review"]);
+    }
+
+    #[test]
+    fn a_failed_required_gate_comes_after_lint_and_before_the_reviews() {
+        let gate = |id: &str, required: bool, passed: bool| crate::domain::GateResult {
+            id: id.into(),
+            name: String::new(),
+            gate_type: "file_exists".into(),
+            required,
+            passed,
+            message: format!("{id} says so"),
+        };
+        let reviewers = ["a".to_owned()];
+        let blocker = [review("a", Verdict::Blocker)];
+        let gates = [gate("docs", true, false), gate("nice", false, false), gate("ok", true, true)];
+        let lint_failed = evaluate(&Check::skipped(), &check(CheckOutcome::Failed), &gates, &reviewers, &blocker);
+        assert_eq!(lint_failed.failure, Some(GateFailure::LintFailed));
+        let result = evaluate(&Check::skipped(), &Check::skipped(), &gates, &reviewers, &blocker);
+        assert_eq!(result.as_str(), "gates_failed");
+        assert_eq!(result.findings, ["gate `docs`: docs says so"], "only failed required gates are findings");
+        let optional_only = evaluate(&Check::skipped(), &Check::skipped(), &gates[1..], &reviewers, &blocker);
+        assert_eq!(optional_only.failure, Some(GateFailure::ReviewBlocker));
     }
 }

@@ -33,6 +33,7 @@ pub use self::{
     service::{task_reason, task_status, CreateLoopRequest, CreateTaskRequest, LoopView, Progress, TaskResource, TaskStats, TaskView, Tasks},
 };
 use super::{
+    gates,
     shell::{run_command, CommandSpec, Ended},
     structured::{ask_with, Answer, Answered},
 };
@@ -185,6 +186,9 @@ pub struct Round {
     pub reviews: Vec<Review>,
     pub tests: Check,
     pub lint: Check,
+    /// The results of the task's own gates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::domain::GateResult>,
     pub gate: GateResult,
     /// The round's transcript artifact (prompts and answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,6 +379,7 @@ async fn play_round(ctx: &RunContext, spec: &TaskSpec, place: &Sandbox, number: 
                 reviews: Vec::new(),
                 tests: Check::skipped(),
                 lint: Check::skipped(),
+                checks: Vec::new(),
                 gate: GateResult { failure: None, findings: Vec::new() },
                 transcript_artifact_id: None,
                 provider_errors,
@@ -410,8 +415,9 @@ async fn play_round(ctx: &RunContext, spec: &TaskSpec, place: &Sandbox, number: 
 
     let tests = verify(ctx, spec, workdir, number, "tests", spec.test_command.as_deref()).await?;
     let lint = verify(ctx, spec, workdir, number, "lint", spec.lint_command.as_deref()).await?;
+    let checks = check_gates(ctx, spec, workdir, &key("gates")).await?;
     let reviewers: Vec<String> = spec.reviewers.iter().map(|reviewer| reviewer.id.clone()).collect();
-    let gate = gate::evaluate(&tests, &lint, &reviewers, &reviews);
+    let gate = gate::evaluate(&tests, &lint, &checks, &reviewers, &reviews);
     Transcript::Gate { round: number, result: gate.as_str().to_owned(), findings: gate.findings.clone() }.emit_once(ctx, &key("gate")).await?;
     note(&mut transcript, "gate", "system", "", &format!("{}\n{}", gate.as_str(), gate.findings.join("\n")));
 
@@ -425,11 +431,25 @@ async fn play_round(ctx: &RunContext, spec: &TaskSpec, place: &Sandbox, number: 
         reviews,
         tests,
         lint,
+        checks,
         gate,
         transcript_artifact_id: Some(transcript_artifact),
         provider_errors,
     };
     Ok((round, true))
+}
+
+/// The task's own gates over the files of its working directory, as the journaled step `key`
+/// (a command gate runs once, its output in the run's log).
+async fn check_gates(ctx: &RunContext, spec: &TaskSpec, workdir: &Path, key: &str) -> Result<Vec<crate::domain::GateResult>, WorkflowError> {
+    if spec.gates.is_empty() {
+        return Ok(Vec::new());
+    }
+    ctx.step(key, || async {
+        let subject = gates::DirSubject::new(workdir.to_path_buf());
+        gates::evaluate_in_run(ctx, &spec.gates, &subject).await
+    })
+    .await
 }
 
 /// One turn of the author in the working directory, as the journaled model call `key`; the

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    domain::Timestamp,
+    domain::{GateSpec, Timestamp},
     error::{Error, FieldViolation, Result},
     models::chain_entry_problem,
 };
@@ -120,6 +120,10 @@ pub struct TaskSpec {
     /// Start without waiting for `StartTask`.
     #[serde(default)]
     pub auto_start: bool,
+    /// Gates checked after the verify commands, over the files of the working directory
+    /// (the shared engine of `workflows::gates`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateSpec>,
 }
 
 impl TaskSpec {
@@ -183,6 +187,11 @@ impl TaskSpec {
             }
             if command.as_deref().is_some_and(|text| text.len() > MAX_COMMAND_BYTES || text.contains('\0')) {
                 violation(field, format!("must be at most {MAX_COMMAND_BYTES} bytes without NUL characters"));
+            }
+        }
+        if let Err(Error::InvalidArgument(found)) = crate::workflows::gates::validate_gates(&self.gates) {
+            for found in found {
+                violation(&found.field, found.description);
             }
         }
         let defaults = Timeouts::default();
@@ -264,6 +273,7 @@ mod tests {
             lint_command: None,
             timeouts: Timeouts { agent_seconds: 0, command_seconds: 5, task_seconds: 0 },
             auto_start: true,
+            gates: Vec::new(),
         }
     }
 
