@@ -1965,27 +1965,30 @@ async fn cards_list_by_stage_and_page_by_id(database: &TestDatabase) {
     assert_eq!(card_ids(&store.list_cards(&card_query("elsewhere")).await.expect("list cards")), [elsewhere.id]);
 }
 
-async fn cards_with_active_runs_span_workspaces(database: &TestDatabase) {
+async fn cards_with_ended_runs_span_workspaces(database: &TestDatabase) {
     let store = open_store(database).await;
-    let start = |stored: &Card| Ok(CardChange { card: Card { active_run: Some(RunId::new()), ..stored.clone() }, events: Vec::new() });
-    let mut active = Vec::new();
-    for workspace in [DEFAULT_WORKSPACE, "elsewhere", DEFAULT_WORKSPACE] {
+    let with_run = |run: RunId| move |stored: &Card| Ok(CardChange { card: Card { active_run: Some(run), ..stored.clone() }, events: Vec::new() });
+    // A card whose run goes on, one whose run ended, one whose run no longer exists (in
+    // another workspace), and one without a run.
+    let going = create_kind(&store, "noop").await;
+    let ended = create_kind(&store, "noop").await;
+    store.update_run(ended.id, &|current| lifecycle::cancel(current, "not needed", false, Timestamp::now())).await.expect("cancel");
+    let mut cards = Vec::new();
+    for (workspace, run) in [(DEFAULT_WORKSPACE, going.id), (DEFAULT_WORKSPACE, ended.id), ("elsewhere", RunId::new())] {
         let card = create_card(&store, workspace, "build").await;
-        store.update_card(card.id, &start).await.expect("start a run");
-        active.push(card.id);
+        store.update_card(card.id, &with_run(run)).await.expect("start a run");
+        cards.push(card.id);
     }
     create_card(&store, DEFAULT_WORKSPACE, "build").await;
-    active.sort_unstable();
 
-    let found = store.cards_with_active_runs(None, 100).await.expect("cards with active runs");
-    assert_eq!(card_ids(&found), active, "every workspace's, by id");
-    assert!(found.iter().all(|card| card.active_run.is_some()));
-    assert_eq!(card_ids(&store.cards_with_active_runs(None, 2).await.expect("page")), active[..2]);
-    assert_eq!(card_ids(&store.cards_with_active_runs(Some(active[1]), 2).await.expect("page")), active[2..]);
+    let found = store.cards_with_ended_runs(None, 100).await.expect("cards with ended runs");
+    assert_eq!(card_ids(&found), cards[1..], "the ended run's and the missing run's, by id, across workspaces");
+    assert_eq!(card_ids(&store.cards_with_ended_runs(None, 1).await.expect("page")), cards[1..2]);
+    assert_eq!(card_ids(&store.cards_with_ended_runs(Some(cards[1]), 1).await.expect("page")), cards[2..]);
 
-    let end = |stored: &Card| Ok(CardChange { card: Card { active_run: None, ..stored.clone() }, events: Vec::new() });
-    store.update_card(active[0], &end).await.expect("end the run");
-    assert_eq!(card_ids(&store.cards_with_active_runs(None, 100).await.expect("cards with active runs")), active[1..]);
+    let settle = |stored: &Card| Ok(CardChange { card: Card { active_run: None, ..stored.clone() }, events: Vec::new() });
+    store.update_card(cards[1], &settle).await.expect("settle");
+    assert_eq!(card_ids(&store.cards_with_ended_runs(None, 100).await.expect("cards with ended runs")), cards[2..]);
 }
 
 async fn concurrent_card_changes_all_apply_without_gaps(database: &TestDatabase) {
@@ -2052,7 +2055,7 @@ on_both_stores!(
     recipes_count_revisions_and_list_by_position_then_stage,
     cards_change_with_an_audit_trail_numbered_without_gaps,
     cards_list_by_stage_and_page_by_id,
-    cards_with_active_runs_span_workspaces,
+    cards_with_ended_runs_span_workspaces,
     concurrent_card_changes_all_apply_without_gaps,
 );
 

@@ -357,8 +357,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// unknown card). The store sets `revision` to one more than before.
     async fn update_card(&self, id: CardId, change: CardFn<'_>) -> Result<(Card, Vec<CardEvent>)>;
 
-    /// Cards (of every workspace) with an active run, by id, after `after`, at most `limit`.
-    async fn cards_with_active_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>>;
+    /// Cards (of every workspace) whose active run has ended or no longer exists, by id, after
+    /// `after`, at most `limit`: the cards to settle.
+    async fn cards_with_ended_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>>;
 
     /// A card's audit trail after sequence `after`, in order, at most `limit`.
     async fn read_card_events(&self, id: CardId, after: u64, limit: u32) -> Result<Vec<CardEvent>>;

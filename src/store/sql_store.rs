@@ -685,8 +685,8 @@ where
         Ok((card, events))
     }
 
-    async fn cards_with_active_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>> {
-        read_documents(&self.reader, stage::cards_with_active_runs(after, limit)).await
+    async fn cards_with_ended_runs(&self, after: Option<CardId>, limit: u32) -> Result<Vec<Card>> {
+        read_documents(&self.reader, stage::cards_with_ended_runs(after, limit)).await
     }
 
     async fn read_card_events(&self, id: CardId, after: u64, limit: u32) -> Result<Vec<CardEvent>> {

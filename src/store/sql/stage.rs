@@ -206,13 +206,17 @@ pub fn list_cards(query: &CardQuery) -> Statement {
     statement
 }
 
-/// Cards of every workspace with an active run, by id, after `after`.
-pub fn cards_with_active_runs(after: Option<CardId>, limit: u32) -> Statement {
-    let mut statement = Statement::new(format!("SELECT {DOCUMENT_COLUMNS} FROM cards WHERE active_run_id IS NOT NULL"));
+/// Cards of every workspace whose active run has ended or no longer exists, by id, after
+/// `after`: the cards to settle.
+pub fn cards_with_ended_runs(after: Option<CardId>, limit: u32) -> Statement {
+    let mut statement = Statement::new(
+        "SELECT cards.revision, cards.document FROM cards LEFT JOIN runs ON runs.id = cards.active_run_id \
+         WHERE cards.active_run_id IS NOT NULL AND (runs.id IS NULL OR runs.state IN ('succeeded', 'failed', 'cancelled'))",
+    );
     if let Some(after) = after {
-        statement.push(" AND id > ").push_bind(after.to_string());
+        statement.push(" AND cards.id > ").push_bind(after.to_string());
     }
-    statement.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+    statement.push(" ORDER BY cards.id LIMIT ").push_bind(i64::from(limit));
     statement
 }
 

@@ -195,12 +195,13 @@ impl Cards {
         }
     }
 
-    /// One sweep: settles the cards whose run has ended; returns how many.
+    /// One sweep: settles the cards whose run has ended (one query finds them); returns how
+    /// many.
     pub async fn sweep(&self) -> Result<usize> {
         let mut settled = 0;
         let mut after = None;
         loop {
-            let cards = self.engine.store().cards_with_active_runs(after, SWEEP_BATCH).await?;
+            let cards = self.engine.store().cards_with_ended_runs(after, SWEEP_BATCH).await?;
             let Some(last) = cards.last().map(|card| card.id) else { return Ok(settled) };
             for card in cards {
                 let before = card.revision;
