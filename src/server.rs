@@ -1,11 +1,17 @@
 //! Assembles the gRPC server: the Conclave services, `grpc.health.v1`, server reflection v1 and
-//! v1alpha (grpcurl 1.8 speaks only v1alpha), and graceful shutdown: health goes NOT_SERVING,
-//! streams end, in-flight requests finish, running runs finish or are released to the queue.
+//! v1alpha (grpcurl 1.8 speaks only v1alpha), grpc-web beside native gRPC on the same port (for
+//! browsers, with CORS), and graceful shutdown: health goes NOT_SERVING, streams end, in-flight
+//! requests finish, running runs finish or are released to the queue.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::{server::TcpIncoming, Server};
+use tonic::{
+    codegen::http::{HeaderName, Method},
+    transport::{server::TcpIncoming, Server},
+};
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     api::{AdminApi, ArtifactApi, CardApi, DebateApi, MissionApi, ModelApi, RecipeApi, RunApi, SkillApi, TaskApi, WorkerApi},
@@ -25,6 +31,27 @@ use crate::{
 
 /// How much longer than the engine's shutdown grace connections may take to drain.
 const DRAIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// Request headers a grpc-web client (a browser page on another origin) may send.
+const GRPC_WEB_ALLOW_HEADERS: [&str; 6] =
+    ["content-type", "x-grpc-web", "x-user-agent", "authorization", "grpc-timeout", "grpc-accept-encoding"];
+
+/// Response headers a grpc-web client may read: a browser hides any other from a page on
+/// another origin, and the status travels in headers when a call fails before any message.
+const GRPC_WEB_EXPOSE_HEADERS: [&str; 4] =
+    ["grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-encoding"];
+
+/// CORS for grpc-web calls from browser pages on any origin: preflights are answered here, and
+/// answers carry the headers a page needs to read the gRPC status. Credentials (cookies) are not
+/// allowed; a bearer token travels in `authorization`, which is an allowed request header.
+fn grpc_web_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::POST])
+        .allow_headers(GRPC_WEB_ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers(GRPC_WEB_EXPOSE_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 60 * 60))
+}
 
 /// Held for as long as a `conclave serve` process owns its SQLite database: SQLite mode is
 /// single-node, and a second process on the same file would break the one-writer design.
@@ -188,6 +215,13 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(16 << 20)
         .max_frame_size(256 << 10)
+        // grpc-web beside native gRPC on the same port: browsers speak grpc-web over HTTP/1.1 (or
+        // HTTP/2 behind TLS). CORS answers preflights before the grpc-web layer sees them. Native
+        // gRPC over HTTP/2 passes through both layers untouched (its body is not re-wrapped or
+        // buffered), and grpc-web bodies are translated frame by frame as they stream.
+        .accept_http1(true)
+        .layer(grpc_web_cors())
+        .layer(GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
