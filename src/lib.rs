@@ -7,6 +7,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;

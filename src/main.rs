@@ -1,5 +1,6 @@
 //! The `conclave` command: `serve` runs the service, `worker` executes runs for remote servers,
-//! `bench` measures it.
+//! `bench` measures it, and the client commands (`runs`, `logs`, `tasks`, `debates`, `missions`,
+//! `artifacts`, `workers`, `stats`; see [`conclave::cli`]) talk to a running server.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -12,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Conclave: a durable control plane for multi-agent LLM work, served over gRPC.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = conclave::cli::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +35,8 @@ enum Command {
     Worker(conclave::worker::WorkerArgs),
     /// Measure throughput, dispatch latency and log fan-out, and print the figures.
     Bench(conclave::bench::BenchArgs),
+    #[command(flatten)]
+    Client(conclave::cli::Command),
 }
 
 fn init_logging(format: LogFormat) {
@@ -97,6 +100,7 @@ async fn main() -> ExitCode {
             conclave::worker::run(args, shutdown_signal()).await
         }
         Command::Bench(args) => conclave::bench::run(args).await,
+        Command::Client(command) => return conclave::cli::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
