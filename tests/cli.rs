@@ -1,6 +1,7 @@
 //! The command line for people, end to end: the built `conclave` binary against a real server on
 //! SQLite. Tables and `--json`, `logs -f` to the end of a run and across a cut connection,
-//! an artifact's round trip through files, and the exit codes (1 for a failed run, 2 for
+//! an artifact's round trip through files, debates, missions, tasks, workers and stats with the
+//! mock provider, and the exit codes (1 for a failed run, 2 for
 //! INVALID_ARGUMENT with the field printed, 3 for NOT_FOUND, 4 for a conflict, 5 for no server).
 
 mod support;
@@ -443,4 +444,61 @@ async fn runs_watch_exits_1_for_a_failed_run() {
     let fine = conclave(addr, &["runs", "watch", &decided]).await;
     assert_eq!(code(&fine), 0, "{}", stderr(&fine));
     assert!(stdout(&fine).contains("decision approval: approve (go)"), "{}", stdout(&fine));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debates_missions_tasks_workers_and_stats_with_the_mock_provider() {
+    let (_database, server) = start().await;
+    let addr = server.addr;
+
+    // A debate: created, watched to its end (its run succeeds: exit 0), then shown and listed.
+    let debate = json_object(&ok(addr, &["debates", "create", "Move the job queue to Postgres", "--label", "team=cli", "--json"]).await);
+    let debate_id = debate["id"].as_str().expect("a debate id").to_owned();
+    let transcript = ok(addr, &["debates", "watch", &debate_id]).await;
+    assert!(!transcript.trim().is_empty(), "the transcript is printed");
+    let shown = json_object(&ok(addr, &["debates", "get", &debate_id, "--json"]).await);
+    assert_eq!(shown["run"]["state"], "RUN_STATE_SUCCEEDED", "{shown}");
+    assert!(shown["result"]["outcome"].as_str().is_some_and(|outcome| outcome.starts_with("DEBATE_OUTCOME_")), "{shown}");
+    assert!(ok(addr, &["debates", "list"]).await.contains(&debate_id), "the table lists it");
+
+    // A mission: with the mock the planner gives no plan, so it fails, and `watch` says so.
+    let mission = json_object(&ok(addr, &["missions", "create", "Add a CSV export", "--skip-gate", "--json"]).await);
+    let mission_id = mission["id"].as_str().expect("a mission id").to_owned();
+    let watched = conclave(addr, &["missions", "watch", &mission_id]).await;
+    assert_eq!(code(&watched), 1, "a failed mission exits 1:\n{}{}", stdout(&watched), stderr(&watched));
+    let shown = json_object(&ok(addr, &["missions", "get", &mission_id, "--json"]).await);
+    assert_eq!(shown["result"]["outcome"], "MISSION_OUTCOME_FAILED", "{shown}");
+
+    // A task: the mock's reviews are unusable, so the gate fails; `watch` exits 1, `list` shows it.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("README.md"), "# A project\n").unwrap();
+    let project_dir = project.path().display().to_string();
+    let task = json_object(
+        &ok(
+            addr,
+            &[
+                "tasks", "create", "--title", "Tidy the README", "--project-dir", &project_dir, "--author", "mock#author", "--reviewer", "mock#reviewer",
+                "--mode", "autonomous", "--max-rounds", "1", "--test-command", "true", "--json",
+            ],
+        )
+        .await,
+    );
+    let task_id = task["id"].as_str().expect("a task id").to_owned();
+    let watched = conclave(addr, &["tasks", "watch", &task_id]).await;
+    assert_eq!(code(&watched), 1, "a task that did not pass exits 1:\n{}{}", stdout(&watched), stderr(&watched));
+    let shown = json_object(&ok(addr, &["tasks", "get", &task_id, "--json"]).await);
+    assert_eq!(shown["status"], "TASK_STATUS_FAILED_GATE", "{shown}");
+    assert_eq!(shown["rounds"][0]["gate"], "review_unknown", "{shown}");
+    let listed = ok(addr, &["tasks", "list", "--json"]).await;
+    assert!(listed.lines().any(|line| line.contains(&task_id)), "{listed}");
+
+    // The server's own worker pool, and the queue's counts.
+    let workers = ok(addr, &["workers", "list", "--json"]).await;
+    assert!(!workers.trim().is_empty(), "the built-in worker pool is listed");
+    let stats = json_object(&ok(addr, &["stats", "--json"]).await);
+    let counts = stats["counts"].as_array().expect("counts by kind and state");
+    assert!(counts.iter().any(|count| count["kind"] == "task"), "{stats}");
+    // 64-bit integers are strings in the protobuf JSON mapping.
+    assert_eq!(stats["finishedLastMinute"], "3", "the debate's, the mission's and the task's runs: {stats}");
+    assert!(ok(addr, &["stats"]).await.contains("debate"), "the table counts the debate's run");
 }
