@@ -502,3 +502,55 @@ async fn debates_missions_tasks_workers_and_stats_with_the_mock_provider() {
     assert_eq!(stats["finishedLastMinute"], "3", "the debate's, the mission's and the task's runs: {stats}");
     assert!(ok(addr, &["stats"]).await.contains("debate"), "the table counts the debate's run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skills_recipes_and_cards() {
+    let (_database, server) = start().await;
+    let addr = server.addr;
+
+    // skills: sync the examples, list them as JSON, vet one.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/skills");
+    let synced = json_object(&ok(addr, &["skills", "sync", examples, "--json"]).await);
+    assert_eq!(synced["skills"].as_array().map(Vec::len), Some(3), "{synced}");
+    let listed = ok(addr, &["skills", "list", "--json"]).await;
+    let skills: Vec<Value> = listed.lines().map(|line| serde_json::from_str(line).expect("a JSON skill")).collect();
+    assert_eq!(skills.len(), 3, "{listed}");
+    assert!(skills.iter().all(|skill| skill["trustLevel"] == "TRUST_LEVEL_EXPERIMENTAL"), "{listed}");
+    let id = skills[0]["id"].as_str().expect("a skill id").to_owned();
+    let vetted = json_object(&ok(addr, &["skills", "trust", &id, "vetted", "--json"]).await);
+    assert_eq!(vetted["trustLevel"], "TRUST_LEVEL_VETTED", "{vetted}");
+    let only = ok(addr, &["skills", "list", "--trust", "vetted", "--json"]).await;
+    assert_eq!(only.lines().count(), 1, "{only}");
+
+    // recipes: the default stages; inbox is valid, with warnings.
+    let created = ok(addr, &["recipes", "init", "--json"]).await;
+    assert!(created.lines().any(|line| line.contains(r#""stage":"inbox""#)), "{created}");
+    let validated = conclave(addr, &["recipes", "validate", "inbox"]).await;
+    assert_eq!(code(&validated), 0, "{}{}", stdout(&validated), stderr(&validated));
+    assert!(stdout(&validated).starts_with("valid"), "{}", stdout(&validated));
+    assert!(stdout(&validated).contains("warning: "), "{}", stdout(&validated));
+
+    // cards: created in inbox, advanced to discovery by the default recipes.
+    let card = json_object(&ok(addr, &["cards", "create", "Faster exports", "--json"]).await);
+    let card_id = card["id"].as_str().expect("a card id").to_owned();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let card = json_object(&ok(addr, &["cards", "get", &card_id, "--json"]).await);
+        if card["stage"] == "discovery" && card["locked"] == false {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "card {card_id} stayed: {card}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = ok(addr, &["cards", "events", &card_id, "--json"]).await;
+    assert!(
+        events.lines().any(|line| serde_json::from_str::<Value>(line).expect("a JSON event")["kind"] == "CARD_EVENT_KIND_ADVANCED"),
+        "{events}"
+    );
+    assert!(ok(addr, &["cards", "events", &card_id]).await.contains("advanced"), "the trail is readable");
+
+    // An unknown stage is a conflict: exit 4, with the reason.
+    let refused = conclave(addr, &["cards", "move", &card_id, "nowhere"]).await;
+    assert_eq!(code(&refused), 4, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("FAILED_PRECONDITION") && stderr(&refused).contains("UNKNOWN_STAGE"), "{}", stderr(&refused));
+}

@@ -11,9 +11,11 @@ use tonic::{
 
 use super::{CliError, Options, error::chain};
 use crate::proto::{
-    artifact_service_client::ArtifactServiceClient, debate_service_client::DebateServiceClient,
-    mission_service_client::MissionServiceClient, run_service_client::RunServiceClient,
-    task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient,
+    artifact_service_client::ArtifactServiceClient, card_service_client::CardServiceClient,
+    debate_service_client::DebateServiceClient, mission_service_client::MissionServiceClient,
+    recipe_service_client::RecipeServiceClient, run_service_client::RunServiceClient,
+    skill_service_client::SkillServiceClient, task_service_client::TaskServiceClient,
+    worker_service_client::WorkerServiceClient,
 };
 
 /// Messages up to this size are accepted from the server (a large task or mission).
@@ -57,6 +59,9 @@ impl Conn {
     client!(missions, MissionServiceClient);
     client!(artifacts, ArtifactServiceClient);
     client!(workers, WorkerServiceClient);
+    client!(skills, SkillServiceClient);
+    client!(recipes, RecipeServiceClient);
+    client!(cards, CardServiceClient);
 }
 
 /// The server's URL: `host:port` means `http://host:port`.

@@ -1,4 +1,4 @@
-//! The command line for people: `conclave runs|logs|tasks|debates|missions|artifacts|workers|stats`,
+//! The command line for people: `conclave runs|logs|tasks|debates|missions|artifacts|workers|stats|skills|recipes|cards`,
 //! clients of a running server built on the generated gRPC clients
 //! (`conclave::proto::*_client::*Client`).
 //!
@@ -31,6 +31,7 @@
 //! field violation.
 
 mod artifacts;
+mod cards;
 mod client;
 mod debates;
 mod error;
@@ -38,7 +39,9 @@ mod follow;
 mod input;
 mod missions;
 mod output;
+mod recipes;
 mod runs;
+mod skills;
 mod tasks;
 mod workers;
 
@@ -50,7 +53,8 @@ pub use error::{CliError, exit};
 
 /// The exit codes, as `conclave --help` shows them.
 pub const EXIT_CODES_HELP: &str = "\
-Exit codes of the client commands (runs, logs, tasks, debates, missions, artifacts, workers, stats):
+Exit codes of the client commands (runs, logs, tasks, debates, missions, artifacts, workers, stats,
+skills, recipes, cards):
   0  success
   1  the operation failed (a watched run, task or mission ended failed or cancelled)
   2  bad usage, or the server answered INVALID_ARGUMENT
@@ -103,6 +107,12 @@ pub enum Command {
     Workers(workers::WorkersArgs),
     /// Queue statistics: runs by kind and state, the oldest queued run, leases, throughput.
     Stats(runs::StatsArgs),
+    /// The catalog of skills: sync a directory, import from the registry, trust and pin.
+    Skills(skills::SkillsArgs),
+    /// The recipe of each stage: initialize, show, validate and change them.
+    Recipes(recipes::RecipesArgs),
+    /// Cards moving through the stages, and their audit trail.
+    Cards(cards::CardsArgs),
 }
 
 /// Runs a client command and says how it went, as an exit code.
@@ -116,6 +126,9 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Artifacts(args) => (args.options.json, artifacts::run(args).await),
         Command::Workers(args) => (args.options.json, workers::run(args).await),
         Command::Stats(args) => (args.options.json, runs::stats(args).await),
+        Command::Skills(args) => (args.options.json, skills::run(args).await),
+        Command::Recipes(args) => (args.options.json, recipes::run(args).await),
+        Command::Cards(args) => (args.options.json, cards::run(args).await),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

@@ -35,7 +35,8 @@ macro_rules! proto_names {
 
 proto_names!(
     Run, RunEvent, LogLine, QueueStats, Task, TaskEvent, Debate, DebateEvent, Mission, MissionEvent, Artifact, Worker,
-    CreateTaskRequest, CreateDebateRequest, CreateMissionRequest,
+    CreateTaskRequest, CreateDebateRequest, CreateMissionRequest, Skill, SyncSkillsResponse, Recipe, RecipeValidation,
+    Card, CardEvent,
 );
 
 /// A message as one line of JSON, in the protobuf JSON mapping, with zero values printed (so a
