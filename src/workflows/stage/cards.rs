@@ -224,17 +224,17 @@ impl Cards {
             Err(err) => return Err(err),
         };
         let ending = Ending::of(run_id, &card, run.as_ref());
-        // A passed fully automatic run advances the card: the next stage's run is created first,
-        // under a request id tied to the ended run, so whoever settles creates the same one.
-        let mut documents = card.documents.clone();
-        documents.extend(ending.outputs.iter().map(|(name, id)| (name.clone(), *id)));
+        // A passed fully automatic run advances the card: the next stage's run is created first
+        // (seeing the documents this run produced), under a request id tied to the ended run, so
+        // whoever settles creates the same one.
         let next = match (&ending.outcome, ending.automation) {
             (RecipeOutcome::Passed, Some(AutomationLevel::FullyAuto)) => self.next_recipe(&card).await?,
             _ => None,
         };
         let mut advance = None;
         if let Some(recipe) = next {
-            let context = Card { documents: documents.clone(), ..card.clone() };
+            let mut context = card.clone();
+            context.documents.extend(ending.outputs.iter().map(|(name, id)| (name.clone(), *id)));
             let planned = self.plan(&context, &recipe, &format!("card/{}/after/{run_id}", card.id)).await?;
             advance = Some((recipe, planned));
         }

@@ -20,7 +20,7 @@ use super::{jury, template};
 use crate::{
     artifacts::{ArtifactRef, UploadHeader},
     domain::{
-        ArtifactKind, ArtifactRecord, AutomationLevel, CardId, DecisionOutcome, GateResult, GateSpec, Metric, OnFail, RecipeOutcome, RecipeStep,
+        ArtifactKind, ArtifactRecord, AutomationLevel, CardId, DecisionOutcome, GateCheck, GateResult, GateSpec, Metric, OnFail, RecipeOutcome, RecipeStep,
         SkillDefinition, SkillId, SkillKind, TrustLevel,
     },
     engine::{RunContext, Workflow, WorkflowError},
@@ -438,7 +438,10 @@ async fn check_gates(ctx: &RunContext, spec: &RecipeRunSpec, produced: &Produced
     }
     let results: Vec<GateResult> = ctx
         .step("gates", || async {
-            let subject = RunOutputs::materialize(produced).map_err(|err| WorkflowError::retryable(format!("the outputs cannot be laid out for the gates: {err}")))?;
+            // Only command gates need the outputs as files.
+            let needs_files = spec.gates.iter().any(|gate| matches!(gate.check, GateCheck::Command { .. }));
+            let subject = RunOutputs::new(produced, needs_files)
+                .map_err(|err| WorkflowError::retryable(format!("the outputs cannot be laid out for the gates: {err}")))?;
             gates::evaluate_in_run(ctx, &spec.gates, &subject).await
         })
         .await?;
@@ -448,15 +451,18 @@ async fn check_gates(ctx: &RunContext, spec: &RecipeRunSpec, produced: &Produced
     Ok(results)
 }
 
-/// A run's outputs as the gates see them: its documents, with a directory holding them as
-/// files for command gates.
+/// A run's outputs as the gates see them: its documents, and, when command gates need them, a
+/// directory holding them as files.
 struct RunOutputs<'a> {
     produced: &'a Produced,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl<'a> RunOutputs<'a> {
-    fn materialize(produced: &'a Produced) -> std::io::Result<Self> {
+    fn new(produced: &'a Produced, with_files: bool) -> std::io::Result<Self> {
+        if !with_files {
+            return Ok(Self { produced, dir: None });
+        }
         let dir = tempfile::Builder::new().prefix("conclave-gates-").tempdir()?;
         for (name, Output { content, .. }) in &produced.documents {
             let path = safe_join(dir.path(), name);
@@ -465,7 +471,7 @@ impl<'a> RunOutputs<'a> {
             }
             std::fs::write(path, content)?;
         }
-        Ok(Self { produced, dir })
+        Ok(Self { produced, dir: Some(dir) })
     }
 }
 
@@ -499,6 +505,6 @@ impl GateSubject for RunOutputs<'_> {
     }
 
     fn workdir(&self) -> Option<&Path> {
-        Some(self.dir.path())
+        self.dir.as_ref().map(tempfile::TempDir::path)
     }
 }
