@@ -33,14 +33,19 @@ use futures::Stream;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
-use super::direct::{AlignedBuf, DirectFile};
+use super::direct::{AlignedBuf, BufferPool, DirectFile, PooledBuf};
 use crate::{
     domain::Digest,
     error::{Error, Result},
 };
 
-/// How many bytes an upload gathers before they are hashed and written in one blocking task.
+/// How many bytes an upload gathers before they are hashed and written in one blocking task;
+/// also the size of the pooled buffers, which downloads read their chunks into when the chunks
+/// fit.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// How many idle buffers the store keeps for the next transfers (the memory it holds between
+/// transfers: 16 MiB).
+const IDLE_BUFFERS: usize = 16;
 /// The buffer [`BlobStore::verify`] and [`BlobStore::read_all`] hash a file with.
 const HASH_BUFFER_BYTES: usize = 1 << 20;
 /// The directory of finished blobs, under the root.
@@ -55,6 +60,8 @@ const TEMP_SUFFIX: &str = ".part";
 pub struct BlobStore {
     blobs: Arc<Path>,
     temp: Arc<Path>,
+    /// The buffers uploads fill and downloads read into.
+    buffers: Arc<BufferPool>,
 }
 
 /// A blob that [`BlobWriter::finish`] stored.
@@ -91,7 +98,7 @@ impl BlobStore {
         if created {
             sync_dir(&blobs)?;
         }
-        Ok(Self { blobs: blobs.into(), temp: temp.into() })
+        Ok(Self { blobs: blobs.into(), temp: temp.into(), buffers: BufferPool::new(WRITE_BUFFER_BYTES, IDLE_BUFFERS) })
     }
 
     /// Starts an upload of at most `limit` bytes into a fresh temp file.
@@ -106,11 +113,12 @@ impl BlobStore {
         };
         Ok(BlobWriter {
             blobs: Arc::clone(&self.blobs),
+            buffers: Arc::clone(&self.buffers),
             temp: Some(path),
             limit,
             written: 0,
-            buffer: AlignedBuf::default(),
-            sink: Some(Sink { file, hasher: Sha256::new(), spare: AlignedBuf::default() }),
+            buffer: PooledBuf::default(),
+            sink: Some(Sink { file, hasher: Sha256::new(), spare: PooledBuf::default() }),
             in_flight: None,
             failed: None,
         })
@@ -135,7 +143,7 @@ impl BlobStore {
             Err(err) => Err(storage(format_args!("opening {}", path.display()), err)),
         })
         .await?;
-        Ok(opened.map(|(file, len)| BlobReader { file: Arc::new(file), len, digest: digest.clone() }))
+        Ok(opened.map(|(file, len)| BlobReader { file: Arc::new(file), len, digest: digest.clone(), buffers: Arc::clone(&self.buffers) }))
     }
 
     /// Whether the blob is stored.
@@ -175,8 +183,7 @@ impl BlobStore {
                 ));
             }
             let len = usize::try_from(len).map_err(|_| Error::Internal(format!("blob {digest} is too large for memory")))?;
-            let data = Vec::from(file.read_bytes(0, len).map_err(reading)?);
-            // A blob that changed length after it was read hashes differently.
+            let data = Vec::from(file.read_bytes(0, len, None).map_err(reading)?);
             // A blob that grew after the length was read hashes differently: `data` is then the
             // prefix, which cannot hash to the digest, so the check below refuses it.
             check_intact(&digest, &Digest::from_bytes(Sha256::digest(&data).into()))?;
@@ -300,13 +307,14 @@ impl BlobStore {
 /// refuses further writes and must be dropped too.
 pub struct BlobWriter {
     blobs: Arc<Path>,
+    buffers: Arc<BufferPool>,
     /// The temp file; `None` once it was moved into the store or removed.
     temp: Option<PathBuf>,
     limit: u64,
     written: u64,
     /// Bytes not yet handed to the blocking pool (fewer than [`WRITE_BUFFER_BYTES`]); empty
     /// with no memory until the first write.
-    buffer: AlignedBuf,
+    buffer: PooledBuf,
     /// The file, the hash and the spare buffer, while no blocking task holds them.
     sink: Option<Sink>,
     /// The tasks hashing and writing the previous buffer.
@@ -331,7 +339,7 @@ impl fmt::Debug for BlobWriter {
 struct Sink {
     file: DirectFile,
     hasher: Sha256,
-    spare: AlignedBuf,
+    spare: PooledBuf,
 }
 
 impl Sink {
@@ -351,11 +359,11 @@ struct InFlight {
     hashing: JoinHandle<Sha256>,
     writing: JoinHandle<io::Result<DirectFile>>,
     /// The buffer, shared by the tasks; reused once both are done.
-    data: Arc<AlignedBuf>,
+    data: Arc<PooledBuf>,
 }
 
 impl InFlight {
-    fn start(sink: Sink, data: AlignedBuf) -> Self {
+    fn start(sink: Sink, data: PooledBuf) -> Self {
         let Sink { mut file, mut hasher, .. } = sink;
         let data = Arc::new(data);
         let hashing = {
@@ -405,7 +413,7 @@ impl BlobWriter {
         let mut rest = chunk;
         while !rest.is_empty() {
             if self.buffer.capacity() == 0 {
-                self.buffer = AlignedBuf::with_capacity(WRITE_BUFFER_BYTES);
+                self.buffer = self.buffers.take();
             }
             rest = &rest[self.buffer.fill_from(rest)..];
             if self.buffer.is_full()
@@ -471,7 +479,7 @@ impl BlobWriter {
         self.failed = Some(err);
         self.sink = None;
         self.in_flight = None;
-        self.buffer = AlignedBuf::default();
+        self.buffer = PooledBuf::default();
         self.remove_temp();
     }
 
@@ -563,6 +571,7 @@ pub struct BlobReader {
     file: Arc<DirectFile>,
     len: u64,
     digest: Digest,
+    buffers: Arc<BufferPool>,
 }
 
 impl BlobReader {
@@ -594,7 +603,7 @@ impl BlobReader {
         length: Option<u64>,
         chunk_size: usize,
     ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static> {
-        let Self { file, len, digest } = self;
+        let Self { file, len, digest, buffers } = self;
         if offset > len {
             return Err(Error::invalid(
                 "offset",
@@ -614,6 +623,7 @@ impl BlobReader {
         let state = ReadState {
             file,
             digest,
+            buffers,
             position: offset,
             end,
             chunk_size: chunk_size.max(1) as u64,
@@ -628,6 +638,8 @@ impl BlobReader {
 struct ReadState {
     file: Arc<DirectFile>,
     digest: Digest,
+    /// The buffers chunks are read into.
+    buffers: Arc<BufferPool>,
     /// Where the next read starts.
     position: u64,
     end: u64,
@@ -685,11 +697,11 @@ impl ReadState {
         let size = self.chunk_size.min(self.end - self.position);
         let position = self.position;
         self.position += size;
-        let (file, digest) = (Arc::clone(&self.file), self.digest.clone());
+        let (file, digest, buffers) = (Arc::clone(&self.file), self.digest.clone(), Arc::clone(&self.buffers));
         Some(tokio::task::spawn_blocking(move || {
             let size = usize::try_from(size).map_err(|_| Error::Internal(format!("chunk of {size} bytes")))?;
             let chunk = file
-                .read_bytes(position, size)
+                .read_bytes(position, size, Some(&buffers))
                 .map_err(|err| storage(format_args!("reading blob {digest} at {position}"), err))?;
             if chunk.len() < size {
                 return Err(Error::DataLoss(format!(

@@ -14,11 +14,16 @@
 //! `fsync`s the file (direct writes may sit in the device's cache until then).
 
 use std::{
+    fmt,
     fs::File,
     io::{self, Write as _},
+    ops::{Deref, DerefMut},
     os::unix::fs::{FileExt as _, OpenOptionsExt as _},
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 
 use bytes::Bytes;
@@ -91,6 +96,105 @@ impl AlignedBuf {
     /// Says how many bytes a read put at the start.
     fn set_len(&mut self, len: usize) {
         self.len = len.min(self.capacity);
+    }
+}
+
+/// Aligned buffers of one size, kept for reuse: a transfer takes its buffers here rather than
+/// allocating fresh memory (which the kernel then faults in, page by page, on first touch) for
+/// every buffer of every transfer. At most `keep` idle buffers are held; more are freed.
+pub struct BufferPool {
+    /// The capacity of every buffer, a multiple of [`ALIGN`].
+    size: usize,
+    keep: usize,
+    idle: Mutex<Vec<AlignedBuf>>,
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("BufferPool").field("size", &self.size).field("keep", &self.keep).field("idle", &idle).finish()
+    }
+}
+
+impl BufferPool {
+    /// A pool of buffers of `size` bytes (rounded up to a multiple of [`ALIGN`]) that keeps at
+    /// most `keep` of them idle.
+    pub fn new(size: usize, keep: usize) -> Arc<Self> {
+        Arc::new(Self { size: size.next_multiple_of(ALIGN), keep, idle: Mutex::new(Vec::new()) })
+    }
+
+    /// The capacity of the pool's buffers.
+    pub fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// An empty buffer of the pool's size, which goes back to the pool when dropped.
+    pub fn take(self: &Arc<Self>) -> PooledBuf {
+        let reused = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let buf = reused.unwrap_or_else(|| AlignedBuf::with_capacity(self.size));
+        PooledBuf { buf, pool: Some(Arc::clone(self)) }
+    }
+
+    /// How many buffers wait for reuse.
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn give_back(&self, mut buf: AlignedBuf) {
+        if buf.capacity() != self.size {
+            return;
+        }
+        buf.clear();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.keep {
+            idle.push(buf);
+        }
+    }
+}
+
+/// An [`AlignedBuf`] that returns to its [`BufferPool`] when dropped, wherever that happens
+/// (after a blocking task, with the `Bytes` of a chunk sent, or with a failed upload). The
+/// default holds nothing and belongs to no pool.
+#[derive(Default)]
+pub struct PooledBuf {
+    buf: AlignedBuf,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl PooledBuf {
+    /// The bytes held, as `Bytes` without a copy; the buffer returns to its pool once every
+    /// slice of them is dropped.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = AlignedBuf;
+
+    fn deref(&self) -> &AlignedBuf {
+        &self.buf
+    }
+}
+
+impl DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut AlignedBuf {
+        &mut self.buf
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.as_slice()
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give_back(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -179,14 +283,25 @@ impl DirectFile {
     }
 
     /// The `len` bytes at `position`, fewer only at the end of the file: read directly
-    /// (the blocks around them, into a fresh buffer the result is a slice of, without a copy).
-    pub fn read_bytes(&self, position: u64, len: usize) -> io::Result<Bytes> {
+    /// (the blocks around them, into a buffer the result is a slice of, without a copy). The
+    /// buffer comes from `pool` when the blocks fill at least half of one of its buffers (a
+    /// small chunk would hold a whole pooled buffer for a few bytes), else it is fresh.
+    pub fn read_bytes(&self, position: u64, len: usize, pool: Option<&Arc<BufferPool>>) -> io::Result<Bytes> {
         let first = position / ALIGN as u64 * ALIGN as u64;
         let skip = (position - first) as usize;
-        let mut buffer = AlignedBuf::with_capacity(skip + len);
-        let read = self.fill(&mut buffer, first)?;
+        let fits = |pool: &&Arc<BufferPool>| (pool.buffer_size() / 2..=pool.buffer_size()).contains(&(skip + len));
+        let (read, bytes) = match pool.filter(fits) {
+            Some(pool) => {
+                let mut buffer = pool.take();
+                (self.fill(&mut buffer, first)?, buffer.into_bytes())
+            }
+            None => {
+                let mut buffer = AlignedBuf::with_capacity(skip + len);
+                (self.fill(&mut buffer, first)?, buffer.into_bytes())
+            }
+        };
         let available = read.saturating_sub(skip).min(len);
-        Ok(buffer.into_bytes().slice(skip..skip + available))
+        Ok(bytes.slice(skip..skip + available))
     }
 
     /// Switches the file to buffered I/O for good.
@@ -251,11 +366,54 @@ mod tests {
 
         let reader = DirectFile::open(&path).unwrap();
         for (position, len) in [(0, data.len()), (1, ALIGN), (ALIGN - 1, 2), (4 * ALIGN + 7, 10_000), (data.len() - 5, 5)] {
-            let read = reader.read_bytes(position as u64, len).unwrap();
+            let read = reader.read_bytes(position as u64, len, None).unwrap();
             let end = (position + len).min(data.len());
             assert_eq!(&read[..], &data[position..end], "bytes at {position}");
         }
-        assert!(reader.read_bytes(data.len() as u64, 10).unwrap().is_empty());
+        assert!(reader.read_bytes(data.len() as u64, 10, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_and_the_pool_keeps_only_its_share() {
+        let pool = BufferPool::new(2 * ALIGN, 1);
+        let mut first = pool.take();
+        assert_eq!(first.capacity(), 2 * ALIGN);
+        let address = first.as_slice().as_ptr().addr();
+        first.fill_from(&content(100));
+        drop(first);
+        let again = pool.take();
+        assert_eq!(again.as_slice().as_ptr().addr(), address, "the returned buffer is taken again");
+        assert!(again.as_slice().is_empty(), "a reused buffer comes back empty");
+        let other = pool.take();
+        drop(again);
+        drop(other);
+        assert_eq!(pool.idle(), 1, "only `keep` buffers wait; the others are freed");
+    }
+
+    #[test]
+    fn reads_into_pooled_buffers_give_them_back_with_their_last_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let data = content(8 * ALIGN);
+        let mut file = DirectFile::create_new(&path).unwrap();
+        let mut buffer = AlignedBuf::with_capacity(data.len());
+        buffer.fill_from(&data);
+        file.append(buffer.as_slice()).unwrap();
+        let reader = DirectFile::open(&path).unwrap();
+        let pool = BufferPool::new(4 * ALIGN, 4);
+
+        let chunk = reader.read_bytes(ALIGN as u64 + 10, 3 * ALIGN - 10, Some(&pool)).unwrap();
+        assert_eq!(&chunk[..], &data[ALIGN + 10..4 * ALIGN]);
+        let part = chunk.slice(..5);
+        drop(chunk);
+        assert_eq!(pool.idle(), 0, "a slice still holds the buffer");
+        drop(part);
+        assert_eq!(pool.idle(), 1, "the buffer is back once the last slice is gone");
+
+        let small = reader.read_bytes(0, 10, Some(&pool)).unwrap();
+        let large = reader.read_bytes(0, 5 * ALIGN, Some(&pool)).unwrap();
+        assert_eq!((&small[..], &large[..]), (&data[..10], &data[..5 * ALIGN]));
+        assert_eq!(pool.idle(), 1, "reads under half a buffer or over a whole one allocate their own");
     }
 
     #[test]

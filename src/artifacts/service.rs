@@ -123,8 +123,18 @@ impl Artifacts {
     /// Validates an upload and checks what can be checked before any content arrives (the run
     /// exists, the lease is current, the condition holds), so a refused write fails before its
     /// bytes are sent. Everything is checked again, atomically, when the upload finishes.
+    ///
+    /// The temp file is created while the store is asked, not after: an upload that is refused
+    /// removes it again, and one that is accepted starts sooner.
     pub async fn begin_upload(&self, header: UploadHeader) -> Result<Upload<'_>> {
         let draft = validate_upload(header, self.config.max_bytes)?;
+        let ((), writer) = tokio::try_join!(self.check_upload(&draft), self.blobs.writer(self.config.max_bytes))?;
+        Ok(Upload { artifacts: self, draft, writer })
+    }
+
+    /// The checks of an upload that need the store: the run exists, the writer holds its lease
+    /// if it says it does, and the write condition holds.
+    async fn check_upload(&self, draft: &Draft) -> Result<()> {
         let run = self.store.get_run(draft.run_id).await?.ok_or_else(|| Error::not_found("run", draft.run_id))?;
         if let Some(epoch) = draft.lease_epoch {
             let held = run.state == RunState::Running && run.lease.as_ref().is_some_and(|lease| lease.epoch == epoch);
@@ -136,8 +146,7 @@ impl Artifacts {
             let latest = self.store.find_artifact(draft.run_id, &draft.name, None).await?;
             draft.condition.check(&draft.name, latest.map(|artifact| artifact.id))?;
         }
-        let writer = self.blobs.writer(self.config.max_bytes).await?;
-        Ok(Upload { artifacts: self, draft, writer })
+        Ok(())
     }
 
     /// Stores `content` as a new version (a whole upload in one call).
