@@ -17,7 +17,8 @@
 //!
 //! The file I/O and the hashing run on tokio's blocking pool, in short tasks per buffer (an
 //! upload's next buffer fills while the last is hashed and written, in parallel), so a slow
-//! client holds no thread and the async workers never hash.
+//! client holds no thread and the async workers never hash. The buffers come from a pool the
+//! store keeps (`BufferPool`), so a transfer reuses memory that is already mapped.
 
 use std::{
     fmt,
