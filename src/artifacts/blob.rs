@@ -42,13 +42,11 @@ use crate::{
 
 /// How many bytes an upload gathers before they are hashed and written in one blocking task;
 /// also the size of the pooled buffers, which downloads read their chunks into when the chunks
-/// fit.
+/// fit and whole-file checks hash through.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// How many idle buffers the store keeps for the next transfers (the memory it holds between
 /// transfers: 16 MiB).
 const IDLE_BUFFERS: usize = 16;
-/// The buffer [`BlobStore::verify`] and [`BlobStore::read_all`] hash a file with.
-const HASH_BUFFER_BYTES: usize = 1 << 20;
 /// The directory of finished blobs, under the root.
 const BLOBS_DIR: &str = "sha256";
 /// The directory of uploads in progress, under the root.
@@ -157,10 +155,10 @@ impl BlobStore {
     /// hash to its digest.
     pub async fn verify(&self, digest: &Digest) -> Result<()> {
         let path = self.path(digest);
-        let digest = digest.clone();
+        let (digest, buffers) = (digest.clone(), Arc::clone(&self.buffers));
         blocking(move || {
             let file = open_existing(&path, &digest)?;
-            let actual = hash_file(&file).map_err(|err| storage(format_args!("reading {}", path.display()), err))?;
+            let actual = hash_file(&file, &mut buffers.take()).map_err(|err| storage(format_args!("reading {}", path.display()), err))?;
             check_intact(&digest, &actual)
         })
         .await
@@ -614,9 +612,9 @@ impl BlobReader {
         let end = length.map_or(len, |length| offset.saturating_add(length).min(len));
         let whole = offset == 0 && end == len;
         if !whole && end > offset {
-            let (file, digest) = (Arc::clone(&file), digest.clone());
+            let (file, digest, buffers) = (Arc::clone(&file), digest.clone(), Arc::clone(&buffers));
             blocking(move || {
-                let actual = hash_file(&file).map_err(|err| storage(format_args!("reading blob {digest}"), err))?;
+                let actual = hash_file(&file, &mut buffers.take()).map_err(|err| storage(format_args!("reading blob {digest}"), err))?;
                 check_intact(&digest, &actual)
             })
             .await?;
@@ -735,13 +733,13 @@ fn open_existing(path: &Path, digest: &Digest) -> Result<DirectFile> {
     })
 }
 
-/// The SHA-256 of everything in `file`, read with positioned reads into one reused buffer.
-fn hash_file(file: &DirectFile) -> io::Result<Digest> {
+/// The SHA-256 of everything in `file`, read with positioned reads through `buffer` (its capacity
+/// a multiple of the block size).
+fn hash_file(file: &DirectFile, buffer: &mut AlignedBuf) -> io::Result<Digest> {
     let mut hasher = Sha256::new();
-    let mut buffer = AlignedBuf::with_capacity(HASH_BUFFER_BYTES);
     let mut position = 0;
     loop {
-        let read = file.fill(&mut buffer, position)?;
+        let read = file.fill(buffer, position)?;
         hasher.update(buffer.as_slice());
         if read < buffer.capacity() {
             break;
