@@ -21,6 +21,12 @@
 //!   the blob is synced, renamed and recorded) or its stream's end.
 //! * **large artifacts**: `--artifact-rounds` rounds, each the upload of one distinct
 //!   `--large-artifact-mib` content and then its whole download; median MiB/s.
+//! * **HTTP/2 frames**: the transfers above are made by a client that accepts frames of
+//!   [`HTTP2_MAX_FRAME_BYTES`], as Conclave's own clients do (the server accepts the same, so
+//!   uploads come in such frames from any client). Downloads come in frames the size the client
+//!   accepts, so the 1 MiB and the large downloads are made again, on a connection of their own,
+//!   by a client with HTTP/2's default of 16 KiB (grpcurl's, grpc-go's and grpcio's), and
+//!   reported beside them without a target.
 //! * **concurrent transfers**: `--concurrent-transfers` uploads of 64 MiB each at once, each on
 //!   an HTTP/2 connection of its own, then the same downloads at once. A thread samples the
 //!   process's `VmRSS` every 5 ms; the figure is (peak − the RSS just before) / transfers. The
@@ -77,6 +83,7 @@ use crate::{
     engine::EngineConfig,
     error::{Error, Result},
     proto::{self, artifact_service_client::ArtifactServiceClient, download_artifact_response, upload_artifact_request},
+    server::HTTP2_MAX_FRAME_BYTES,
 };
 
 /// A mebibyte.
@@ -135,13 +142,14 @@ async fn measure(setup: Setup, addr: SocketAddr, plan: Plan, dir: &Path, report:
 
     let mut runs = connect(addr).await?;
     let run = create(&mut runs, noop_request()).await?;
-    let mut client = connect_artifacts(addr).await?;
-    // One uncounted transfer each way: the connection and the server's first blob directories.
-    let warm_up = upload(&mut client, &run.id, "warm-up".into(), &content, seeds.next(), SMALL_BYTES).await?;
-    download(&mut client, &warm_up.id, SMALL_BYTES).await?;
+    let mut clients = Clients { conclave: connect_artifacts(addr, Frames::Conclave).await?, default: connect_artifacts(addr, Frames::Default).await? };
+    // One uncounted transfer each way: the connections and the server's first blob directories.
+    let warm_up = upload(&mut clients.conclave, &run.id, "warm-up".into(), &content, seeds.next(), SMALL_BYTES).await?;
+    download(&mut clients.conclave, &warm_up.id, SMALL_BYTES).await?;
+    download(&mut clients.default, &warm_up.id, SMALL_BYTES).await?;
 
-    small_artifacts(setup, plan, &mut client, &run.id, &content, &mut seeds, baseline.small_copy, report).await?;
-    large_artifacts(setup, plan, &mut client, &run.id, &content, &mut seeds, baseline.large_copy, report).await?;
+    small_artifacts(setup, plan, &mut clients, &run.id, &content, &mut seeds, baseline.small_copy, report).await?;
+    large_artifacts(setup, plan, &mut clients, &run.id, &content, &mut seeds, baseline.large_copy, report).await?;
     concurrent_transfers(setup, addr, plan, &run.id, &content, &mut seeds, report).await?;
     blobs_alone(setup, plan, dir, &content, &mut seeds, report).await?;
     parts_alone(setup, plan, &content, report).await?;
@@ -304,13 +312,14 @@ fn copy_loop(source: &Path, target: &Path, buffer: &mut [u8]) -> io::Result<()> 
 async fn small_artifacts(
     setup: Setup,
     plan: Plan,
-    client: &mut ArtifactClient,
+    clients: &mut Clients,
     run_id: &str,
     content: &Content,
     seeds: &mut Seeds,
     baseline: f64,
     report: &mut Report,
 ) -> Result<()> {
+    let client = &mut clients.conclave;
     let workload = "artifacts: 1 MiB artifacts";
     progress(setup, format_args!("{workload}: {} uploads one at a time, then a download of each", plan.small));
     let bytes = SMALL_BYTES * plan.small as u64;
@@ -328,9 +337,15 @@ async fn small_artifacts(
     }
     let downloaded_in = started.elapsed();
     report.cpu_since(workload, setup, cpu);
+    let started = Instant::now();
+    for id in &ids {
+        download(&mut clients.default, id, SMALL_BYTES).await?;
+    }
+    let default_frames_in = started.elapsed();
     let target = Some(Target::at_least(baseline / 2.0));
     report.add(workload, setup, "upload", mib_per_second(bytes, uploaded_in), "MiB/s", target);
     report.add(workload, setup, "download", mib_per_second(bytes, downloaded_in), "MiB/s", target);
+    report.add(workload, setup, DEFAULT_FRAMES_DOWNLOAD, mib_per_second(bytes, default_frames_in), "MiB/s", None);
     let per_call_ms = |elapsed: Duration| elapsed.as_secs_f64() * 1000.0 / plan.small as f64;
     report.add(workload, setup, "upload mean time per artifact", per_call_ms(uploaded_in), "ms", None);
     report.add(workload, setup, "download mean time per artifact", per_call_ms(downloaded_in), "ms", None);
@@ -342,18 +357,19 @@ async fn small_artifacts(
 async fn large_artifacts(
     setup: Setup,
     plan: Plan,
-    client: &mut ArtifactClient,
+    clients: &mut Clients,
     run_id: &str,
     content: &Content,
     seeds: &mut Seeds,
     baseline: f64,
     report: &mut Report,
 ) -> Result<()> {
+    let client = &mut clients.conclave;
     let workload = format!("artifacts: {} MiB artifact", plan.large_mib);
     let bytes = plan.large_mib << 20;
     progress(setup, format_args!("{workload}: {} rounds of an upload and its download", plan.rounds));
     let cpu = CpuSample::take(&[]);
-    let (mut uploads, mut downloads) = (Rates::default(), Rates::default());
+    let (mut uploads, mut downloads, mut default_frames) = (Rates::default(), Rates::default(), Rates::default());
     for round in 0..plan.rounds {
         let started = Instant::now();
         let artifact = upload(client, run_id, format!("large/{round}"), content, seeds.next(), bytes).await?;
@@ -361,12 +377,18 @@ async fn large_artifacts(
         let started = Instant::now();
         download(client, &artifact.id, bytes).await?;
         downloads.push(mib_per_second(bytes, started.elapsed()));
+        let started = Instant::now();
+        download(&mut clients.default, &artifact.id, bytes).await?;
+        default_frames.push(mib_per_second(bytes, started.elapsed()));
     }
     report.cpu_since(&workload, setup, cpu);
     let target = Some(Target::at_least(baseline / 2.0));
     report.add(&workload, setup, "upload (median)", uploads.median(), "MiB/s", target);
     report.add(&workload, setup, "download (median)", downloads.median(), "MiB/s", target);
-    report.note(format!("{workload} [{setup}]: per round, upload {uploads}; download {downloads}"));
+    report.add(&workload, setup, "download, client with 16 KiB HTTP/2 frames (median)", default_frames.median(), "MiB/s", None);
+    report.note(format!(
+        "{workload} [{setup}]: per round, upload {uploads}; download {downloads}; {DEFAULT_FRAMES_DOWNLOAD} {default_frames}"
+    ));
     Ok(())
 }
 
@@ -387,7 +409,7 @@ async fn concurrent_transfers(
     let bytes = CONCURRENT_TRANSFER_MIB << 20;
     let mut clients = Vec::with_capacity(transfers);
     for _ in 0..transfers {
-        clients.push(connect_artifacts(addr).await?);
+        clients.push(connect_artifacts(addr, Frames::Conclave).await?);
     }
     let cpu = CpuSample::take(&[]);
 
@@ -518,11 +540,37 @@ async fn parts_alone(setup: Setup, plan: Plan, content: &Content, report: &mut R
 
 type ArtifactClient = ArtifactServiceClient<Channel>;
 
-/// An artifact client on an HTTP/2 connection of its own, configured as the other bench clients.
-async fn connect_artifacts(addr: SocketAddr) -> Result<ArtifactClient> {
+/// The figure of downloads to a client with HTTP/2's default frames.
+const DEFAULT_FRAMES_DOWNLOAD: &str = "download, client with 16 KiB HTTP/2 frames";
+
+/// The bench's two artifact clients, each on an HTTP/2 connection of its own.
+struct Clients {
+    /// Transfers and targets: frames of [`HTTP2_MAX_FRAME_BYTES`], as Conclave's own clients.
+    conclave: ArtifactClient,
+    /// Downloads again, with HTTP/2's default 16 KiB frames (as grpcurl, grpc-go and grpcio).
+    default: ArtifactClient,
+}
+
+/// The largest HTTP/2 frame a bench client accepts, which sets the frames of its downloads.
+#[derive(Debug, Clone, Copy)]
+enum Frames {
+    /// [`HTTP2_MAX_FRAME_BYTES`], as Conclave's own clients.
+    Conclave,
+    /// HTTP/2's default, 16 KiB, as most gRPC clients.
+    Default,
+}
+
+/// An artifact client on an HTTP/2 connection of its own, configured as the other bench clients
+/// but for its frames.
+async fn connect_artifacts(addr: SocketAddr, frames: Frames) -> Result<ArtifactClient> {
+    let max_frame_bytes = match frames {
+        Frames::Conclave => Some(HTTP2_MAX_FRAME_BYTES),
+        Frames::Default => None,
+    };
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|err| Error::Internal(format!("bad server address {addr}: {err}")))?
         .tcp_nodelay(true)
+        .max_frame_size(max_frame_bytes)
         .connect()
         .await
         .map_err(|err| Error::Internal(format!("cannot connect to the bench server at {addr}: {err}")))?;

@@ -97,6 +97,7 @@ pub async fn connect(options: &Options) -> Result<Conn, CliError> {
         .map_err(|err| CliError::usage(format!("--server {url}: {}", chain(&err))))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
+        .max_frame_size(crate::server::HTTP2_MAX_FRAME_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20));
     let channel = endpoint

@@ -67,6 +67,7 @@ impl Servers {
                     .map_err(|err| Error::invalid("server", format!("`{url}` is not a server URL: {err}")))?
                     .connect_timeout(Duration::from_secs(2))
                     .tcp_nodelay(true)
+                    .max_frame_size(crate::server::HTTP2_MAX_FRAME_BYTES)
                     .http2_keep_alive_interval(Duration::from_secs(10))
                     .keep_alive_timeout(Duration::from_secs(5));
                 Ok((url.clone(), endpoint.connect_lazy()))
