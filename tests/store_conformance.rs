@@ -1553,6 +1553,27 @@ async fn artifacts_are_versioned_conditioned_fenced_and_traced(database: &TestDa
     let unknown = store.insert_artifact(&new_artifact(RunId::new(), "out/b.md", b"x", WriteCondition::Always), None).await;
     assert!(matches!(unknown, Err(Error::NotFound { .. })), "{unknown:?}");
 
+    // The same without labels (SQLite writes those in a single statement).
+    let (bare_run, bare_lease) = start(&store, "job").await;
+    let bare = |name: &str, condition| NewArtifact { labels: BTreeMap::new(), ..new_artifact(bare_run.id, name, b"bare", condition) };
+    let bare_first = store.insert_artifact(&bare("c.md", WriteCondition::Absent), Some(bare_lease.epoch)).await.expect("bare v1");
+    assert_eq!((bare_first.version, bare_first.workspace.as_str()), (1, DEFAULT_WORKSPACE));
+    assert_eq!(store.get_artifacts(&[bare_first.id]).await.expect("read"), std::slice::from_ref(&bare_first));
+    let bare_second = store.insert_artifact(&bare("c.md", WriteCondition::Etag(bare_first.id)), Some(bare_lease.epoch)).await.expect("bare v2");
+    let bare_third = store.insert_artifact(&bare("c.md", WriteCondition::Always), None).await.expect("bare v3");
+    assert_eq!((bare_second.version, bare_third.version), (2, 3));
+    let refused = [
+        store.insert_artifact(&bare("c.md", WriteCondition::Etag(bare_second.id)), None).await,
+        store.insert_artifact(&bare("c.md", WriteCondition::Absent), None).await,
+        store.insert_artifact(&bare("d.md", WriteCondition::Always), Some(bare_lease.epoch + 1)).await,
+        store.insert_artifact(&NewArtifact { labels: BTreeMap::new(), ..new_artifact(RunId::new(), "d.md", b"x", WriteCondition::Always) }, None).await,
+    ];
+    assert!(matches!(refused[0], Err(Error::Aborted { reason: "ETAG_MISMATCH", .. })), "{refused:?}");
+    assert!(matches!(refused[1], Err(Error::Aborted { reason: "ARTIFACT_EXISTS", .. })), "{refused:?}");
+    assert!(matches!(refused[2], Err(Error::StaleLease { .. })) && matches!(refused[3], Err(Error::NotFound { .. })), "{refused:?}");
+    let bare_query = ArtifactQuery { workspace: Some(WorkspaceId::new(DEFAULT_WORKSPACE)), run_id: Some(bare_run.id), limit: 10, all_versions: true, ..ArtifactQuery::default() };
+    assert_eq!(store.list_artifacts(&bare_query).await.expect("list").len(), 3, "refused writes left nothing");
+
     let name = ArtifactName::parse("name", "out/a.md").expect("name");
     assert_eq!(store.find_artifact(run.id, &name, None).await.expect("latest").map(|a| a.id), Some(second.id));
     assert_eq!(store.find_artifact(run.id, &name, Some(1)).await.expect("v1").map(|a| a.id), Some(first.id));
@@ -1563,6 +1584,9 @@ async fn artifacts_are_versioned_conditioned_fenced_and_traced(database: &TestDa
     assert_eq!(every.len(), 2);
     let labelled = ArtifactQuery { labels: BTreeMap::from([("stage".to_owned(), "other".to_owned())]), ..query.clone() };
     assert!(store.list_artifacts(&labelled).await.expect("by label").is_empty());
+    let labelled = ArtifactQuery { labels: BTreeMap::from([("stage".to_owned(), "review".to_owned())]), ..query.clone() };
+    let found: Vec<ArtifactId> = store.list_artifacts(&labelled).await.expect("by label").into_iter().map(|a| a.id).collect();
+    assert_eq!(found, [second.id], "labels are written with the version");
 
     // Reads are recorded once per step, and found from either side.
     let (reader, _) = start(&store, "job").await;

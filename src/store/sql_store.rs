@@ -476,6 +476,29 @@ where
     }
 
     async fn insert_artifact(&self, artifact: &NewArtifact, lease_epoch: Option<u64>) -> Result<Artifact> {
+        if !self.dialect.locks_rows() {
+            // One writer connection: a single statement checks and inserts atomically, in one
+            // round trip to the database's thread rather than five (four more with labels). If
+            // a check failed, the transaction below finds which (or writes, if the run changed
+            // in between).
+            let insert = sql::query::<DB>(artifacts::insert_next_version(artifact, lease_epoch)?);
+            let inserted = if artifact.labels.is_empty() {
+                insert.fetch_optional(&mut *self.writer.acquire().await?).await?
+            } else {
+                let mut tx = self.writer.begin().await?;
+                let inserted = insert.fetch_optional(&mut *tx).await?;
+                if inserted.is_some() {
+                    sql::execute_all::<DB>(&mut tx, artifacts::insert_labels(artifact.id, artifact.run_id, &artifact.labels)?).await?;
+                    tx.commit().await?;
+                }
+                inserted
+            };
+            if let Some(row) = inserted {
+                let row = <sql::Scalars as sqlx::FromRow<DB::Row>>::from_row(&row)?;
+                let version = row.int.map_or(1, sql::to_u32);
+                return Ok(artifacts::numbered(artifact, WorkspaceId::new(row.text.unwrap_or_default()), version));
+            }
+        }
         let mut tx = self.writer.begin().await?;
         let run = sql::query::<DB>(artifacts::run_for_write(artifact.run_id, self.dialect.locks_rows())).fetch_optional(&mut *tx).await?;
         let Some(run) = run else {

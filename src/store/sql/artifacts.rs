@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{json_column, multi_row, to_i64, to_json, to_u32, to_u64, Statement};
+use super::{json_column, multi_row, to_i64, to_json, to_u32, to_u64, Bind, Statement};
 use crate::{
     domain::{
         Artifact, ArtifactId, ArtifactKind, ArtifactName, ArtifactQuery, ArtifactUse, Digest, NewArtifact, Producer, RunId,
-        Timestamp, WorkspaceId, DEFAULT_WORKSPACE,
+        RunState, Timestamp, WorkspaceId, WriteCondition, DEFAULT_WORKSPACE,
     },
     error::{Error, Result},
 };
@@ -105,10 +105,55 @@ pub fn latest_version(run: RunId, name: &ArtifactName) -> Statement {
     statement
 }
 
+/// Inserts `artifact` as the next version of its name, in one statement, if its run exists,
+/// `lease_epoch` (if given) is the lease of the run, running, and the write's condition holds;
+/// returns the version (`int`) and the run's workspace (`text`), or no row if a check failed
+/// (for the caller to find out which). Its labels are not inserted.
+///
+/// The checks and the insert are atomic only where the store's writes are serialised (SQLite's
+/// one writer connection): on Postgres the run row must be locked first.
+pub fn insert_next_version(artifact: &NewArtifact, lease_epoch: Option<u64>) -> Result<Statement> {
+    let (run, name) = (artifact.run_id.to_string(), artifact.name.as_str().to_owned());
+    let mut statement = Statement::new(format!("INSERT INTO artifacts ({ARTIFACT_COLUMNS}) SELECT "));
+    statement.push_bind(artifact.id.to_string()).push(", runs.workspace_id, runs.id, ").push_bind(name.clone());
+    statement.push(", COALESCE((SELECT MAX(version) FROM artifacts WHERE run_id = ").push_bind(run.clone());
+    statement.push(" AND name = ").push_bind(name.clone()).push("), 0) + 1");
+    // The values after the five columns above (id, workspace, run, name, version).
+    for value in row_values(&numbered(artifact, WorkspaceId::new(""), 0))?.into_iter().skip(5) {
+        statement.push(", ").push_bind(value);
+    }
+    statement.push(" FROM runs WHERE runs.id = ").push_bind(run.clone());
+    if let Some(epoch) = lease_epoch {
+        statement.push(" AND runs.state = ").push_bind(RunState::Running.as_str().to_owned());
+        statement.push(" AND runs.lease_epoch = ").push_bind(to_i64(epoch));
+    }
+    match &artifact.condition {
+        WriteCondition::Always => {}
+        WriteCondition::Absent => {
+            statement.push(" AND NOT EXISTS (SELECT 1 FROM artifacts WHERE run_id = ").push_bind(run);
+            statement.push(" AND name = ").push_bind(name).push(")");
+        }
+        WriteCondition::Etag(etag) => {
+            statement.push(" AND (SELECT id FROM artifacts WHERE run_id = ").push_bind(run);
+            statement.push(" AND name = ").push_bind(name).push(" ORDER BY version DESC LIMIT 1) = ").push_bind(etag.to_string());
+        }
+    }
+    statement.push(" RETURNING version AS int, workspace_id AS text");
+    Ok(statement)
+}
+
 /// Inserts a version and its labels.
 pub fn insert(artifact: &Artifact) -> Result<Vec<Statement>> {
     let mut statement = Statement::new(format!("INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES "));
-    statement.push_tuple(vec![
+    statement.push_tuple(row_values(artifact)?);
+    let mut statements = vec![statement];
+    statements.extend(insert_labels(artifact.id, artifact.run_id, &artifact.labels)?);
+    Ok(statements)
+}
+
+/// The values of a version's row, in the order of [`ARTIFACT_COLUMNS`].
+fn row_values(artifact: &Artifact) -> Result<Vec<Bind>> {
+    Ok(vec![
         artifact.id.to_string().into(),
         artifact.workspace.as_str().to_owned().into(),
         artifact.run_id.to_string().into(),
@@ -124,18 +169,15 @@ pub fn insert(artifact: &Artifact) -> Result<Vec<Statement>> {
         artifact.producer.tool_version.clone().into(),
         artifact.producer.schema.clone().into(),
         artifact.created_at.as_micros().into(),
-    ]);
-    let mut statements = vec![statement];
-    let labels: Vec<(&String, &String)> = artifact.labels.iter().collect();
-    statements.extend(multi_row("INSERT INTO artifact_labels (artifact_id, run_id, key, value) VALUES ", "", &labels, |(key, value)| {
-        Ok(vec![
-            artifact.id.to_string().into(),
-            artifact.run_id.to_string().into(),
-            (*key).clone().into(),
-            (*value).clone().into(),
-        ])
-    })?);
-    Ok(statements)
+    ])
+}
+
+/// Inserts the labels of a version.
+pub fn insert_labels(id: ArtifactId, run: RunId, labels: &BTreeMap<String, String>) -> Result<Vec<Statement>> {
+    let labels: Vec<(&String, &String)> = labels.iter().collect();
+    multi_row("INSERT INTO artifact_labels (artifact_id, run_id, key, value) VALUES ", "", &labels, |(key, value)| {
+        Ok(vec![id.to_string().into(), run.to_string().into(), (*key).clone().into(), (*value).clone().into()])
+    })
 }
 
 /// The artifact a new version becomes, once numbered.
