@@ -15,24 +15,26 @@
 //! Blob files are written and read with direct I/O where the filesystem allows it (see
 //! [`super::direct`]).
 //!
-//! The file I/O and the hashing run on tokio's blocking pool, in short tasks per buffer (an
-//! upload's next buffer fills while the last is hashed and written, in parallel), so a slow
-//! client holds no thread and the async workers never hash. The buffers come from a pool the
+//! The file I/O and the hashing run on tokio's blocking pool, in short tasks (an upload's full
+//! buffers are queued for its hash and its file, each taken in by a task that runs while there
+//! are buffers; a download reads ahead one chunk and hashes the last), so a slow client holds
+//! no thread and the async workers never hash. The buffers come from a pool the
 //! store keeps (`BufferPool`), so a transfer reuses memory that is already mapped.
 
 use std::{
+    collections::VecDeque,
     fmt,
     fs::{self, File},
     io,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest as _, Sha256};
-use tokio::task::JoinHandle;
+use tokio::{sync::Notify, task::JoinHandle};
 
 use super::direct::{AlignedBuf, BufferPool, DirectFile, PooledBuf};
 use crate::{
@@ -117,8 +119,7 @@ impl BlobStore {
             limit,
             written: 0,
             buffer: PooledBuf::default(),
-            sink: Some(Sink { file, hasher: Sha256::new(), spare: PooledBuf::default() }),
-            in_flight: None,
+            lanes: Lanes::new(Sha256::new(), file),
             failed: None,
         })
     }
@@ -311,13 +312,11 @@ pub struct BlobWriter {
     temp: Option<PathBuf>,
     limit: u64,
     written: u64,
-    /// Bytes not yet handed to the blocking pool (fewer than [`WRITE_BUFFER_BYTES`]); empty
-    /// with no memory until the first write.
+    /// Bytes not yet queued (fewer than [`WRITE_BUFFER_BYTES`]); empty with no memory until
+    /// the first write.
     buffer: PooledBuf,
-    /// The file, the hash and the spare buffer, while no blocking task holds them.
-    sink: Option<Sink>,
-    /// The tasks hashing and writing the previous buffer.
-    in_flight: Option<InFlight>,
+    /// The hash and the temp file, taking in the full buffers on the blocking pool.
+    lanes: Arc<Lanes>,
     /// Why the writer refuses further writes.
     failed: Option<Error>,
 }
@@ -333,62 +332,146 @@ impl fmt::Debug for BlobWriter {
     }
 }
 
-/// The temp file and the running hash, moved into the blocking tasks and back, and the empty
-/// buffer to fill next.
-struct Sink {
-    file: DirectFile,
-    hasher: Sha256,
-    spare: PooledBuf,
+/// How many full buffers may wait in each lane of an upload, the one being taken in included,
+/// before the upload stops taking bytes. With 1, one buffer is hashed and written while the
+/// next fills, and a lane that finishes a buffer usually finds the next already queued and goes
+/// on without a new task. (2 and 4 were no faster on the machine of `BENCHMARKS.md`.)
+const QUEUED_BUFFERS: usize = 1;
+
+/// An upload's running hash and its temp file, each a lane that takes in the full buffers
+/// queued for it, in order, on the blocking pool: a short task that takes buffer after buffer
+/// while there are any and ends when there are none. So a slow client holds no thread, the
+/// hash and the write of a buffer run side by side (an upload runs at the speed of the slower of
+/// the two), and neither waits for the handler between buffers the client sent ahead.
+struct Lanes {
+    hash: Mutex<Lane<Sha256>>,
+    file: Mutex<Lane<DirectFile>>,
+    /// Wakes the writer when a lane has taken in a buffer or stopped.
+    progress: Notify,
 }
 
-impl Sink {
-    /// Hashes and appends the bytes in `spare`, then empties it (on this thread: for the last
-    /// bytes of an upload, fewer than a buffer).
-    fn absorb(mut self) -> io::Result<Self> {
-        self.hasher.update(self.spare.as_slice());
-        self.file.append(self.spare.as_slice())?;
-        self.spare.clear();
-        Ok(self)
+/// One of [`Lanes`].
+struct Lane<S> {
+    /// The buffers to take in, in order; a running task is taking in the first.
+    queue: VecDeque<Arc<PooledBuf>>,
+    /// The hash or the file, while no task runs the lane.
+    idle: Option<S>,
+    /// Why the lane stopped (a write failed); it takes nothing more.
+    failed: Option<Error>,
+}
+
+impl<S> Lane<S> {
+    fn idle(state: S) -> Mutex<Self> {
+        Mutex::new(Self { queue: VecDeque::new(), idle: Some(state), failed: None })
     }
 }
 
-/// One buffer on the blocking pool: a task hashes it while another appends it to the file, so
-/// an upload runs at the speed of the slower of the two rather than of their sum.
-struct InFlight {
-    hashing: JoinHandle<Sha256>,
-    writing: JoinHandle<io::Result<DirectFile>>,
-    /// The buffer, shared by the tasks; reused once both are done.
-    data: Arc<PooledBuf>,
+/// What a lane does with each buffer.
+trait TakeIn: Send + 'static {
+    fn take_in(&mut self, data: &[u8]) -> Result<()>;
 }
 
-impl InFlight {
-    fn start(sink: Sink, data: PooledBuf) -> Self {
-        let Sink { mut file, mut hasher, .. } = sink;
+impl TakeIn for Sha256 {
+    fn take_in(&mut self, data: &[u8]) -> Result<()> {
+        self.update(data);
+        Ok(())
+    }
+}
+
+impl TakeIn for DirectFile {
+    fn take_in(&mut self, data: &[u8]) -> Result<()> {
+        self.append(data).map_err(|err| storage("writing an upload", err))
+    }
+}
+
+impl Lanes {
+    fn new(hasher: Sha256, file: DirectFile) -> Arc<Self> {
+        Arc::new(Self { hash: Lane::idle(hasher), file: Lane::idle(file), progress: Notify::new() })
+    }
+
+    /// Queues a full buffer on both lanes, and starts a task on each that is idle.
+    fn push(self: &Arc<Self>, data: PooledBuf) {
         let data = Arc::new(data);
-        let hashing = {
-            let data = Arc::clone(&data);
-            tokio::task::spawn_blocking(move || {
-                hasher.update(data.as_slice());
-                hasher
-            })
-        };
-        let writing = {
-            let data = Arc::clone(&data);
-            tokio::task::spawn_blocking(move || file.append(data.as_slice()).map(|()| file))
-        };
-        Self { hashing, writing, data }
+        self.push_on(|lanes| &lanes.hash, Arc::clone(&data));
+        self.push_on(|lanes| &lanes.file, data);
     }
 
-    /// Waits for both tasks and gathers the sink back, with the buffer emptied for reuse.
-    async fn land(self) -> Result<Sink> {
-        let task_failed = |err| Error::Internal(format!("artifact storage: an upload task failed: {err}"));
-        let hasher = self.hashing.await.map_err(task_failed)?;
-        let file = self.writing.await.map_err(task_failed)?.map_err(|err| storage("writing an upload", err))?;
-        // Both tasks dropped their handles on the buffer when they returned.
-        let mut spare = Arc::try_unwrap(self.data).unwrap_or_default();
-        spare.clear();
-        Ok(Sink { file, hasher, spare })
+    fn push_on<S: TakeIn>(self: &Arc<Self>, lane: fn(&Self) -> &Mutex<Lane<S>>, data: Arc<PooledBuf>) {
+        let mut guard = lock(lane(self));
+        if guard.failed.is_some() {
+            return;
+        }
+        guard.queue.push_back(data);
+        if let Some(state) = guard.idle.take() {
+            let lanes = Arc::clone(self);
+            drop(tokio::task::spawn_blocking(move || lanes.run(lane, state)));
+        }
     }
+
+    /// Takes in the queued buffers one after another until there are none (on the blocking
+    /// pool), then leaves the state idle; on an error, drops it and stops the lane.
+    fn run<S: TakeIn>(&self, lane: fn(&Self) -> &Mutex<Lane<S>>, mut state: S) {
+        loop {
+            let data = {
+                let mut guard = lock(lane(self));
+                match guard.queue.front() {
+                    Some(data) => Arc::clone(data),
+                    None => {
+                        guard.idle = Some(state);
+                        break;
+                    }
+                }
+            };
+            let taken = state.take_in(data.as_slice());
+            let mut guard = lock(lane(self));
+            // Unless the queue was emptied meanwhile (the upload was abandoned).
+            if guard.queue.front().is_some_and(|front| Arc::ptr_eq(front, &data)) {
+                guard.queue.pop_front();
+            }
+            if let Err(err) = taken {
+                guard.failed = Some(err);
+                guard.queue.clear();
+                break;
+            }
+            drop(guard);
+            self.progress.notify_one();
+        }
+        self.progress.notify_one();
+    }
+
+    /// Waits until neither lane has more than `queued` buffers left (with 0: until both are
+    /// idle), or fails with a lane's error.
+    async fn settle(&self, queued: usize) -> Result<()> {
+        loop {
+            {
+                let (hash, file) = (lock(&self.hash), lock(&self.file));
+                if let Some(err) = file.failed.as_ref().or(hash.failed.as_ref()) {
+                    return Err(err.clone());
+                }
+                let settled = |len: usize, idle: bool| if queued == 0 { idle } else { len <= queued };
+                if settled(hash.queue.len(), hash.idle.is_some()) && settled(file.queue.len(), file.idle.is_some()) {
+                    return Ok(());
+                }
+            }
+            self.progress.notified().await;
+        }
+    }
+
+    /// The hash and the file, once both lanes are idle.
+    fn take(&self) -> Option<(Sha256, DirectFile)> {
+        let (mut hash, mut file) = (lock(&self.hash), lock(&self.file));
+        Some((hash.idle.take()?, file.idle.take()?))
+    }
+
+    /// Drops the buffers not yet taken in: a running task ends after its current one.
+    fn abandon(&self) {
+        lock(&self.hash).queue.clear();
+        lock(&self.file).queue.clear();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl BlobWriter {
@@ -415,11 +498,12 @@ impl BlobWriter {
                 self.buffer = self.buffers.take();
             }
             rest = &rest[self.buffer.fill_from(rest)..];
-            if self.buffer.is_full()
-                && let Err(err) = self.dispatch().await
-            {
-                self.fail(err.clone());
-                return Err(err);
+            if self.buffer.is_full() {
+                self.lanes.push(std::mem::take(&mut self.buffer));
+                if let Err(err) = self.lanes.settle(QUEUED_BUFFERS).await {
+                    self.fail(err.clone());
+                    return Err(err);
+                }
             }
         }
         self.written = total;
@@ -440,44 +524,30 @@ impl BlobWriter {
         if let Some(err) = self.failed.take() {
             return Err(err);
         }
-        let mut sink = self.settle().await?;
-        std::mem::swap(&mut self.buffer, &mut sink.spare);
+        self.lanes.settle(0).await?;
+        let Some((hasher, file)) = self.lanes.take() else {
+            return Err(Error::Internal("the upload's file is gone after an earlier failure".into()));
+        };
         let Some(temp) = self.temp.clone() else {
             return Err(Error::Internal("the upload's temp file is gone".into()));
         };
+        let last = std::mem::take(&mut self.buffer);
         let blobs = Arc::clone(&self.blobs);
         let written = self.written;
         let expected_digest = expected_digest.cloned();
-        let stored =
-            blocking(move || commit(sink, &temp, &blobs, written, expected_size, expected_digest.as_ref())).await?;
+        let stored = blocking(move || {
+            commit(hasher, file, last.as_slice(), &temp, &blobs, written, expected_size, expected_digest.as_ref())
+        })
+        .await?;
         // Renamed into the store, or removed as a duplicate: nothing is left for `drop`.
         self.temp = None;
         Ok(stored)
     }
 
-    /// Hands the full buffer to the blocking pool to be hashed and written, once the previous
-    /// one is done; meanwhile the next is filled in the spare buffer handed back.
-    async fn dispatch(&mut self) -> Result<()> {
-        let mut sink = self.settle().await?;
-        let data = std::mem::replace(&mut self.buffer, std::mem::take(&mut sink.spare));
-        self.in_flight = Some(InFlight::start(sink, data));
-        Ok(())
-    }
-
-    /// Waits for the buffer in flight, if any, and takes the sink back. (If this is cancelled,
-    /// the sink is lost; the interrupted write left the writer refusing more anyway.)
-    async fn settle(&mut self) -> Result<Sink> {
-        if let Some(flight) = self.in_flight.take() {
-            self.sink = Some(flight.land().await?);
-        }
-        self.sink.take().ok_or_else(|| Error::Internal("the upload's file is gone after an earlier failure".into()))
-    }
-
     /// Refuses further writes with `err` and removes the temp file now, to free the disk.
     fn fail(&mut self, err: Error) {
         self.failed = Some(err);
-        self.sink = None;
-        self.in_flight = None;
+        self.lanes.abandon();
         self.buffer = PooledBuf::default();
         self.remove_temp();
     }
@@ -493,22 +563,26 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        self.lanes.abandon();
         self.remove_temp();
     }
 }
 
 /// Finishes an upload on a blocking thread: writes the last bytes, checks them, and moves the
 /// temp file into the store durably (or drops it if the blob is stored already).
+#[allow(clippy::too_many_arguments)]
 fn commit(
-    sink: Sink,
+    mut hasher: Sha256,
+    mut file: DirectFile,
+    last: &[u8],
     temp: &Path,
     blobs: &Path,
     written: u64,
     expected_size: Option<u64>,
     expected_digest: Option<&Digest>,
 ) -> Result<StoredBlob> {
-    let writing = |err| storage(format_args!("writing {}", temp.display()), err);
-    let Sink { file, hasher, .. } = sink.absorb().map_err(writing)?;
+    hasher.update(last);
+    file.append(last).map_err(|err| storage(format_args!("writing {}", temp.display()), err))?;
     let digest = Digest::from_bytes(hasher.finalize().into());
     if let Some(declared) = expected_size
         && declared != written
@@ -929,6 +1003,25 @@ mod tests {
         nothing_left();
         assert!(matches!(store.put(&data, 100).await, Err(Error::FailedPrecondition { .. })));
         nothing_left();
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_stops_its_lane_and_the_upload_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read-only");
+        fs::write(&path, b"").unwrap();
+        // Opened for reading: every append fails.
+        let lanes = Lanes::new(Sha256::new(), DirectFile::open(&path).unwrap());
+        let pool = BufferPool::new(WRITE_BUFFER_BYTES, 2);
+        for _ in 0..3 {
+            let mut data = pool.take();
+            data.fill_from(&noise(WRITE_BUFFER_BYTES, 1));
+            lanes.push(data);
+        }
+        let err = lanes.settle(0).await.expect_err("the write failed");
+        assert!(matches!(err, Error::Unavailable(ref message) if message.contains("writing an upload")), "{err:?}");
+        assert!(lock(&lanes.file).queue.is_empty(), "a stopped lane drops what was queued");
+        assert!(lanes.take().is_none(), "the file is gone with its lane");
     }
 
     #[tokio::test]
