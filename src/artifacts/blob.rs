@@ -457,9 +457,12 @@ impl Lanes {
         }
     }
 
-    /// The hash and the file, once both lanes are idle.
+    /// The hash and the file, once both lanes are idle (else neither is taken).
     fn take(&self) -> Option<(Sha256, DirectFile)> {
         let (mut hash, mut file) = (lock(&self.hash), lock(&self.file));
+        if hash.idle.is_none() || file.idle.is_none() {
+            return None;
+        }
         Some((hash.idle.take()?, file.idle.take()?))
     }
 
@@ -525,7 +528,7 @@ impl BlobWriter {
             return Err(err);
         }
         self.lanes.settle(0).await?;
-        let Some((hasher, file)) = self.lanes.take() else {
+        let Some(taken) = self.lanes.take() else {
             return Err(Error::Internal("the upload's file is gone after an earlier failure".into()));
         };
         let Some(temp) = self.temp.clone() else {
@@ -536,7 +539,7 @@ impl BlobWriter {
         let written = self.written;
         let expected_digest = expected_digest.cloned();
         let stored = blocking(move || {
-            commit(hasher, file, last.as_slice(), &temp, &blobs, written, expected_size, expected_digest.as_ref())
+            commit(taken, last.as_slice(), &temp, &blobs, written, expected_size, expected_digest.as_ref())
         })
         .await?;
         // Renamed into the store, or removed as a duplicate: nothing is left for `drop`.
@@ -570,10 +573,8 @@ impl Drop for BlobWriter {
 
 /// Finishes an upload on a blocking thread: writes the last bytes, checks them, and moves the
 /// temp file into the store durably (or drops it if the blob is stored already).
-#[allow(clippy::too_many_arguments)]
 fn commit(
-    mut hasher: Sha256,
-    mut file: DirectFile,
+    (mut hasher, mut file): (Sha256, DirectFile),
     last: &[u8],
     temp: &Path,
     blobs: &Path,
@@ -581,8 +582,8 @@ fn commit(
     expected_size: Option<u64>,
     expected_digest: Option<&Digest>,
 ) -> Result<StoredBlob> {
-    hasher.update(last);
-    file.append(last).map_err(|err| storage(format_args!("writing {}", temp.display()), err))?;
+    hasher.take_in(last)?;
+    file.take_in(last)?;
     let digest = Digest::from_bytes(hasher.finalize().into());
     if let Some(declared) = expected_size
         && declared != written

@@ -22,7 +22,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
 };
 
@@ -111,7 +111,7 @@ pub struct BufferPool {
 
 impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let idle = self.idle_buffers().len();
         f.debug_struct("BufferPool").field("size", &self.size).field("keep", &self.keep).field("idle", &idle).finish()
     }
 }
@@ -130,7 +130,7 @@ impl BufferPool {
 
     /// An empty buffer of the pool's size, which goes back to the pool when dropped.
     pub fn take(self: &Arc<Self>) -> PooledBuf {
-        let reused = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let reused = self.idle_buffers().pop();
         let buf = reused.unwrap_or_else(|| AlignedBuf::with_capacity(self.size));
         PooledBuf { buf, pool: Some(Arc::clone(self)) }
     }
@@ -138,7 +138,7 @@ impl BufferPool {
     /// How many buffers wait for reuse.
     #[cfg(test)]
     fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.idle_buffers().len()
     }
 
     fn give_back(&self, mut buf: AlignedBuf) {
@@ -146,10 +146,14 @@ impl BufferPool {
             return;
         }
         buf.clear();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle_buffers();
         if idle.len() < self.keep {
             idle.push(buf);
         }
+    }
+
+    fn idle_buffers(&self) -> MutexGuard<'_, Vec<AlignedBuf>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
