@@ -1,6 +1,9 @@
 //! The SQLite backend: the embedded default. One writer connection (SQLite admits one writer at a
 //! time, so queuing in the pool beats retrying on `SQLITE_BUSY`) and a small pool of readers, in
-//! WAL mode so readers never block the writer.
+//! WAL mode so readers never block the writer. Neither pool pings a connection before lending it
+//! (sqlx's default, meant for connections across a network): an embedded database's connection
+//! cannot drop, and the ping was a round trip to the connection's thread before every statement
+//! (a point read went from about 350 to 160 µs without it on the machine of `BENCHMARKS.md`).
 
 use std::{str::FromStr, time::Duration};
 
@@ -30,12 +33,14 @@ impl SqlStore<Sqlite> {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
