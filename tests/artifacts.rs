@@ -463,6 +463,47 @@ async fn bad_uploads_are_refused_and_leave_nothing(database: &TestDatabase) {
     server.shutdown().await;
 }
 
+/// A write the store refuses (an unknown run, a name that exists, a stale etag) ends with its
+/// refusal while the client is still streaming: the checks run as the content arrives, and
+/// their refusal does not wait for the rest of it. Nothing is left behind.
+async fn a_refused_upload_ends_before_its_content_is_sent(database: &TestDatabase) {
+    let server = start(database).await;
+    let mut client = artifact_client(&server).await;
+    let run_id = finished_run(&server).await;
+    let first = upload(&mut client, header(&run_id, "taken.txt"), b"first").await.expect("the first version");
+    upload(&mut client, header(&run_id, "taken.txt"), b"second").await.expect("the second version");
+    let mut taken = header(&run_id, "taken.txt");
+    taken.if_absent = true;
+    let mut stale = header(&run_id, "taken.txt");
+    stale.expected_etag = first.etag;
+    let refusals = [
+        (header(&conclave::domain::RunId::new().to_string(), "x.txt"), Code::NotFound, "RUN_NOT_FOUND"),
+        (taken, Code::Aborted, "ARTIFACT_EXISTS"),
+        (stale, Code::Aborted, "ETAG_MISMATCH"),
+    ];
+    for (refused_header, code, why) in refusals {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let mut uploading = client.clone();
+        let call = tokio::spawn(async move { uploading.upload_artifact(tokio_stream::wrappers::ReceiverStream::new(receiver)).await });
+        sender.send(proto::UploadArtifactRequest { part: Some(Part::Header(refused_header)) }).await.unwrap();
+        // (The refusal may end the call before this chunk is sent.)
+        let _ = sender.send(proto::UploadArtifactRequest { part: Some(Part::Chunk(content(300_000, 3).into())) }).await;
+        // The stream stays open: the refusal comes without the rest of the content.
+        let refused = tokio::time::timeout(WAIT, call).await.expect("refused while the stream is open").unwrap().unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (code, why), "{refused:?}");
+        drop(sender);
+    }
+    let listed = client.list_artifacts(proto::ListArtifactsRequest { run_id: run_id.clone(), all_versions: true, ..Default::default() }).await;
+    assert_eq!(listed.unwrap().into_inner().artifacts.len(), 2);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !temp_files(database).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "temp files left behind: {:?}", temp_files(database));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(blobs(database).len(), 2, "only the two versions' content is stored");
+    server.shutdown().await;
+}
+
 /// `writer`: stores the plan it is given as `plan.md`.
 struct Writer;
 
@@ -584,5 +625,6 @@ on_both_stores!(
     a_stale_lease_cannot_write,
     a_crash_during_an_upload_leaves_no_blob,
     bad_uploads_are_refused_and_leave_nothing,
+    a_refused_upload_ends_before_its_content_is_sent,
     lineage_across_two_runs_and_an_exact_replay,
 );

@@ -37,11 +37,17 @@ impl ArtifactService for ArtifactApi {
             Some(Part::Header(header)) => header,
             _ => return Err(Error::invalid("header", "the first message of an upload must be its header").into()),
         };
-        let mut upload = self.artifacts.begin_upload(convert::upload_header(header)?).await?;
+        let mut upload = self.artifacts.begin_upload(convert::upload_header(header)?)?;
         let mut trailer: Option<String> = None;
         // A stream that breaks returns here with its error, and the dropped upload removes
-        // what it wrote.
-        while let Some(message) = messages.message().await? {
+        // what it wrote; so does an upload the store refuses, as soon as it does.
+        loop {
+            let message = tokio::select! {
+                biased;
+                refused = upload.refused() => return Err(refused.into()),
+                message = messages.message() => message?,
+            };
+            let Some(message) = message else { break };
             if trailer.is_some() {
                 return Err(Error::invalid("finish", "must be the last message of an upload").into());
             }

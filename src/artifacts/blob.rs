@@ -7,7 +7,8 @@
 //!
 //! An upload streams into a temp file while it is hashed; only once the whole content is on
 //! disk, checked against the declared size and digest and fsynced is it renamed into `sha256/`
-//! (and the directory fsynced), so a crash never leaves a torn blob there. A writer dropped
+//! (and the directory fsynced), so a crash never leaves a torn blob there. The temp file is
+//! created while the upload's first bytes arrive, and synced while its last are hashed. A writer dropped
 //! before it finishes, or failing, removes its temp file; uploads that died with their process
 //! are swept by [`BlobStore::sweep_temp`]. Reads of a whole blob are verified as they stream;
 //! ranged reads verify the whole file first.
@@ -102,33 +103,31 @@ impl BlobStore {
         Ok(Self { blobs: blobs.into(), temp: temp.into(), buffers: BufferPool::new(WRITE_BUFFER_BYTES, IDLE_BUFFERS) })
     }
 
-    /// Starts an upload of at most `limit` bytes into a fresh temp file.
-    pub async fn writer(&self, limit: u64) -> Result<BlobWriter> {
-        let path = self.temp.join(format!("{}{TEMP_SUFFIX}", uuid::Uuid::now_v7()));
-        let file = {
-            let path = path.clone();
-            blocking(move || {
-                DirectFile::create_new(&path).map_err(|err| storage(format_args!("creating {}", path.display()), err))
-            })
-            .await?
-        };
-        Ok(BlobWriter {
+    /// Starts an upload of at most `limit` bytes, and of exactly `declared_size` if the client
+    /// declared one. Its temp file is created on the blocking pool while the first bytes arrive
+    /// (a failure to create it fails a later write or the finish), so an upload does not wait
+    /// for the filesystem before it reads its content. Call it within a Tokio runtime.
+    pub fn writer(&self, limit: u64, declared_size: Option<u64>) -> BlobWriter {
+        let temp = self.temp.join(format!("{}{TEMP_SUFFIX}", uuid::Uuid::now_v7()));
+        BlobWriter {
             blobs: Arc::clone(&self.blobs),
             buffers: Arc::clone(&self.buffers),
-            temp: Some(path),
+            lanes: Lanes::new(Sha256::new(), temp.clone(), DirectFile::create_new),
+            temp: Some(temp),
             limit,
+            declared_size,
             written: 0,
+            sealed: false,
             buffer: PooledBuf::default(),
-            lanes: Lanes::new(Sha256::new(), file),
             failed: None,
-        })
+        }
     }
 
     /// Stores `data` (at most `limit` bytes): a writer, one write, and its finish.
     pub async fn put(&self, data: &[u8], limit: u64) -> Result<StoredBlob> {
-        let mut writer = self.writer(limit).await?;
+        let mut writer = self.writer(limit, Some(data.len() as u64));
         writer.write(data).await?;
-        writer.finish(None, None).await
+        writer.finish(None).await
     }
 
     /// Opens the blob for reading; `None` if it is not stored.
@@ -311,7 +310,11 @@ pub struct BlobWriter {
     /// The temp file; `None` once it was moved into the store or removed.
     temp: Option<PathBuf>,
     limit: u64,
+    /// The size the client declared, if it did.
+    declared_size: Option<u64>,
     written: u64,
+    /// The declared size has arrived: the last bytes and the file's sync are queued already.
+    sealed: bool,
     /// Bytes not yet queued (fewer than [`WRITE_BUFFER_BYTES`]); empty with no memory until
     /// the first write.
     buffer: PooledBuf,
@@ -343,32 +346,57 @@ const QUEUED_BUFFERS: usize = 1;
 /// while there are any and ends when there are none. So a slow client holds no thread, the
 /// hash and the write of a buffer run side by side (an upload runs at the speed of the slower of
 /// the two), and neither waits for the handler between buffers the client sent ahead.
+///
+/// The file lane starts busy: its first task creates the temp file, then takes in what was
+/// queued meanwhile. Its last job, at the finish, writes the last bytes and syncs the file, while
+/// the hash lane hashes them.
 struct Lanes {
     hash: Mutex<Lane<Sha256>>,
     file: Mutex<Lane<DirectFile>>,
-    /// Wakes the writer when a lane has taken in a buffer or stopped.
+    /// Wakes the writer when a lane has done a job or stopped.
     progress: Notify,
 }
 
 /// One of [`Lanes`].
 struct Lane<S> {
-    /// The buffers to take in, in order; a running task is taking in the first.
-    queue: VecDeque<Arc<PooledBuf>>,
+    /// The jobs to do, in order; a running task is doing the first.
+    queue: VecDeque<Job>,
     /// The hash or the file, while no task runs the lane.
     idle: Option<S>,
     /// Why the lane stopped (a write failed); it takes nothing more.
     failed: Option<Error>,
+    /// The upload was given up: the queue is dropped, a running task ends after its current
+    /// job, and a temp file created after that is removed by the task that created it.
+    abandoned: bool,
 }
 
 impl<S> Lane<S> {
-    fn idle(state: S) -> Mutex<Self> {
-        Mutex::new(Self { queue: VecDeque::new(), idle: Some(state), failed: None })
+    fn new(idle: Option<S>) -> Mutex<Self> {
+        Mutex::new(Self { queue: VecDeque::new(), idle, failed: None, abandoned: false })
+    }
+
+    fn abandon(&mut self) {
+        self.queue.clear();
+        self.abandoned = true;
     }
 }
 
-/// What a lane does with each buffer.
+/// A job of a lane.
+#[derive(Clone)]
+enum Job {
+    /// Take in a buffer's bytes.
+    TakeIn(Arc<PooledBuf>),
+    /// Make what was taken in durable.
+    Finish,
+}
+
+/// What a lane does with its jobs.
 trait TakeIn: Send + 'static {
     fn take_in(&mut self, data: &[u8]) -> Result<()>;
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl TakeIn for Sha256 {
@@ -382,64 +410,111 @@ impl TakeIn for DirectFile {
     fn take_in(&mut self, data: &[u8]) -> Result<()> {
         self.append(data).map_err(|err| storage("writing an upload", err))
     }
+
+    fn finish(&mut self) -> Result<()> {
+        self.file().sync_all().map_err(|err| storage("syncing an upload", err))
+    }
 }
 
 impl Lanes {
-    fn new(hasher: Sha256, file: DirectFile) -> Arc<Self> {
-        Arc::new(Self { hash: Lane::idle(hasher), file: Lane::idle(file), progress: Notify::new() })
+    /// An idle hash lane over `hasher`, and the file lane's first task, which opens `temp` with
+    /// `open` ([`DirectFile::create_new`] but in tests).
+    fn new(hasher: Sha256, temp: PathBuf, open: fn(&Path) -> io::Result<DirectFile>) -> Arc<Self> {
+        let lanes = Arc::new(Self { hash: Lane::new(Some(hasher)), file: Lane::new(None), progress: Notify::new() });
+        let opener = Arc::clone(&lanes);
+        drop(tokio::task::spawn_blocking(move || opener.open_file(&temp, open)));
+        lanes
     }
 
-    /// Queues a full buffer on both lanes, and starts a task on each that is idle.
-    fn push(self: &Arc<Self>, data: PooledBuf) {
-        let data = Arc::new(data);
-        self.push_on(|lanes| &lanes.hash, Arc::clone(&data));
-        self.push_on(|lanes| &lanes.file, data);
+    /// Opens the temp file, then takes in what was queued meanwhile (on the blocking pool).
+    fn open_file(&self, temp: &Path, open: fn(&Path) -> io::Result<DirectFile>) {
+        let created = open(temp).map_err(|err| storage(format_args!("creating {}", temp.display()), err));
+        let mut guard = lock(&self.file);
+        match created {
+            Ok(file) if !guard.abandoned => {
+                drop(guard);
+                return self.run(|lanes| &lanes.file, file);
+            }
+            // The writer's own removal may have come before the file existed.
+            Ok(_) => {
+                drop(guard);
+                let _ = fs::remove_file(temp);
+            }
+            Err(err) => {
+                guard.failed = Some(err);
+                guard.queue.clear();
+            }
+        }
+        self.progress.notify_one();
     }
 
-    fn push_on<S: TakeIn>(self: &Arc<Self>, lane: fn(&Self) -> &Mutex<Lane<S>>, data: Arc<PooledBuf>) {
+    /// Queues a buffer's bytes (a full buffer's, unless they are the last) on both lanes, and
+    /// with `last` the file's sync after them. The file lane comes first: its task spends its
+    /// time waiting for the disk, so the hash can start at once even if both tasks share a core.
+    fn push(self: &Arc<Self>, data: PooledBuf, last: bool) {
+        let data = (!data.as_slice().is_empty()).then(|| Arc::new(data));
+        let file_jobs = data.clone().map(Job::TakeIn).into_iter().chain(last.then_some(Job::Finish));
+        self.push_on(|lanes| &lanes.file, file_jobs);
+        self.push_on(|lanes| &lanes.hash, data.map(Job::TakeIn));
+    }
+
+    /// Queues jobs, then starts a task on the lane if it is idle.
+    fn push_on<S: TakeIn>(self: &Arc<Self>, lane: fn(&Self) -> &Mutex<Lane<S>>, jobs: impl IntoIterator<Item = Job>) {
         let mut guard = lock(lane(self));
-        if guard.failed.is_some() {
+        if guard.failed.is_some() || guard.abandoned {
             return;
         }
-        guard.queue.push_back(data);
+        guard.queue.extend(jobs);
+        if guard.queue.is_empty() {
+            return;
+        }
         if let Some(state) = guard.idle.take() {
             let lanes = Arc::clone(self);
             drop(tokio::task::spawn_blocking(move || lanes.run(lane, state)));
         }
     }
 
-    /// Takes in the queued buffers one after another until there are none (on the blocking
-    /// pool), then leaves the state idle; on an error, drops it and stops the lane.
+    /// Does the queued jobs one after another until there are none (on the blocking pool),
+    /// then leaves the state idle; on an error, drops it and stops the lane.
     fn run<S: TakeIn>(&self, lane: fn(&Self) -> &Mutex<Lane<S>>, mut state: S) {
         loop {
-            let data = {
+            let job = {
                 let mut guard = lock(lane(self));
                 match guard.queue.front() {
-                    Some(data) => Arc::clone(data),
+                    Some(job) => job.clone(),
                     None => {
                         guard.idle = Some(state);
                         break;
                     }
                 }
             };
-            let taken = state.take_in(data.as_slice());
+            let done = match &job {
+                Job::TakeIn(data) => state.take_in(data.as_slice()),
+                Job::Finish => state.finish(),
+            };
+            drop(job);
             let mut guard = lock(lane(self));
-            // Unless the queue was emptied meanwhile (the upload was abandoned).
-            if guard.queue.front().is_some_and(|front| Arc::ptr_eq(front, &data)) {
+            // Unless the queue was dropped meanwhile (the upload was abandoned).
+            if !guard.abandoned {
                 guard.queue.pop_front();
             }
-            if let Err(err) = taken {
+            if let Err(err) = done {
                 guard.failed = Some(err);
                 guard.queue.clear();
                 break;
             }
+            // Before the sync the writer can do nothing (no bytes come after it): a wake-up
+            // would only take the core from this task.
+            let wakes = !matches!(guard.queue.front(), Some(Job::Finish));
             drop(guard);
-            self.progress.notify_one();
+            if wakes {
+                self.progress.notify_one();
+            }
         }
         self.progress.notify_one();
     }
 
-    /// Waits until neither lane has more than `queued` buffers left (with 0: until both are
+    /// Waits until neither lane has more than `queued` jobs left (with 0: until both are
     /// idle), or fails with a lane's error.
     async fn settle(&self, queued: usize) -> Result<()> {
         loop {
@@ -466,10 +541,10 @@ impl Lanes {
         Some((hash.idle.take()?, file.idle.take()?))
     }
 
-    /// Drops the buffers not yet taken in: a running task ends after its current one.
+    /// Drops the jobs not yet done: a running task ends after its current one.
     fn abandon(&self) {
-        lock(&self.hash).queue.clear();
-        lock(&self.file).queue.clear();
+        lock(&self.hash).abandon();
+        lock(&self.file).abandon();
     }
 }
 
@@ -478,8 +553,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl BlobWriter {
-    /// Appends `chunk`. Past the limit, fails with `ARTIFACT_TOO_LARGE` and removes the temp
-    /// file; once a write has failed, every later one fails the same way.
+    /// Appends `chunk`. Past the limit, fails with `ARTIFACT_TOO_LARGE`, and past the declared
+    /// size with `INVALID_ARGUMENT`, and removes the temp file; once a write has failed, every
+    /// later one fails the same way. The write that completes the declared size queues the last
+    /// bytes and the file's sync at once, so they are under way before the stream ends.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
@@ -493,21 +570,33 @@ impl BlobWriter {
             self.fail(err.clone());
             return Err(err);
         }
+        if let Some(declared) = self.declared_size
+            && total > declared
+        {
+            let err = size_mismatch(declared, total);
+            self.fail(err.clone());
+            return Err(err);
+        }
         // Stays in place if this future is dropped halfway, when the bytes taken are unknown.
         self.failed = Some(Error::Internal("an earlier write to this upload was interrupted".into()));
+        let completes = self.declared_size == Some(total) && !self.sealed;
         let mut rest = chunk;
         while !rest.is_empty() {
             if self.buffer.capacity() == 0 {
                 self.buffer = self.buffers.take();
             }
             rest = &rest[self.buffer.fill_from(rest)..];
-            if self.buffer.is_full() {
-                self.lanes.push(std::mem::take(&mut self.buffer));
+            if self.buffer.is_full() && !(completes && rest.is_empty()) {
+                self.lanes.push(std::mem::take(&mut self.buffer), false);
                 if let Err(err) = self.lanes.settle(QUEUED_BUFFERS).await {
                     self.fail(err.clone());
                     return Err(err);
                 }
             }
+        }
+        if completes {
+            self.sealed = true;
+            self.lanes.push(std::mem::take(&mut self.buffer), true);
         }
         self.written = total;
         self.failed = None;
@@ -519,32 +608,46 @@ impl BlobWriter {
         self.written
     }
 
-    /// Ends the upload: checks the bytes against the declared size and digest, if given, and
-    /// stores them. The same bytes already stored are kept, their modification time refreshed,
+    /// Ends the upload: checks the bytes against the declared size and `expected_digest`, if
+    /// given, and stores them. The same bytes already stored are kept, their modification time refreshed,
     /// and the upload's copy dropped. On any error the temp file is removed and nothing is
     /// stored.
-    pub async fn finish(mut self, expected_size: Option<u64>, expected_digest: Option<&Digest>) -> Result<StoredBlob> {
+    pub async fn finish(mut self, expected_digest: Option<&Digest>) -> Result<StoredBlob> {
         if let Some(err) = self.failed.take() {
             return Err(err);
         }
+        if let Some(declared) = self.declared_size
+            && declared != self.written
+        {
+            return Err(size_mismatch(declared, self.written));
+        }
+        if !self.sealed {
+            self.lanes.push(std::mem::take(&mut self.buffer), true);
+        }
         self.lanes.settle(0).await?;
-        let Some(taken) = self.lanes.take() else {
+        let Some((hasher, file)) = self.lanes.take() else {
             return Err(Error::Internal("the upload's file is gone after an earlier failure".into()));
         };
         let Some(temp) = self.temp.clone() else {
             return Err(Error::Internal("the upload's temp file is gone".into()));
         };
-        let last = std::mem::take(&mut self.buffer);
-        let blobs = Arc::clone(&self.blobs);
-        let written = self.written;
-        let expected_digest = expected_digest.cloned();
-        let stored = blocking(move || {
-            commit(taken, last.as_slice(), &temp, &blobs, written, expected_size, expected_digest.as_ref())
-        })
-        .await?;
+        let digest = Digest::from_bytes(hasher.finalize().into());
+        if let Some(declared) = expected_digest
+            && *declared != digest
+        {
+            return Err(Error::invalid(
+                "sha256",
+                format!(
+                    "the upload declared {declared}, the bytes received hash to {digest}: the content changed in \
+                     transit or the declared digest is wrong"
+                ),
+            ));
+        }
+        let (blobs, stored) = (Arc::clone(&self.blobs), digest.clone());
+        let deduplicated = blocking(move || store_synced(file, &temp, &blobs, &stored)).await?;
         // Renamed into the store, or removed as a duplicate: nothing is left for `drop`.
         self.temp = None;
-        Ok(stored)
+        Ok(StoredBlob { digest, size: self.written, deduplicated })
     }
 
     /// Refuses further writes with `err` and removes the temp file now, to free the disk.
@@ -571,42 +674,21 @@ impl Drop for BlobWriter {
     }
 }
 
-/// Finishes an upload on a blocking thread: writes the last bytes, checks them, and moves the
-/// temp file into the store durably (or drops it if the blob is stored already).
-fn commit(
-    (mut hasher, mut file): (Sha256, DirectFile),
-    last: &[u8],
-    temp: &Path,
-    blobs: &Path,
-    written: u64,
-    expected_size: Option<u64>,
-    expected_digest: Option<&Digest>,
-) -> Result<StoredBlob> {
-    hasher.take_in(last)?;
-    file.take_in(last)?;
-    let digest = Digest::from_bytes(hasher.finalize().into());
-    if let Some(declared) = expected_size
-        && declared != written
-    {
-        let why = if written < declared {
-            "the upload was truncated: send every byte"
-        } else {
-            "more bytes arrived than declared: declare the content's real size"
-        };
-        return Err(Error::invalid("size", format!("the upload declared {declared} bytes but {written} arrived: {why}")));
-    }
-    if let Some(declared) = expected_digest
-        && *declared != digest
-    {
-        return Err(Error::invalid(
-            "sha256",
-            format!(
-                "the upload declared {declared}, the bytes received hash to {digest}: the content changed in \
-                 transit or the declared digest is wrong"
-            ),
-        ));
-    }
-    let path = blob_path(blobs, &digest);
+/// The refusal of an upload whose size is not the one it declared.
+fn size_mismatch(declared: u64, arrived: u64) -> Error {
+    let why = if arrived < declared {
+        "the upload was truncated: send every byte"
+    } else {
+        "more bytes arrived than declared: declare the content's real size"
+    };
+    Error::invalid("size", format!("the upload declared {declared} bytes but {arrived} arrived: {why}"))
+}
+
+/// Moves an upload's synced temp file into the store durably, or drops it if the blob is
+/// stored already (then `true`), on a blocking thread.
+fn store_synced(file: DirectFile, temp: &Path, blobs: &Path, digest: &Digest) -> Result<bool> {
+    drop(file);
+    let path = blob_path(blobs, digest);
     let Some(shard) = path.parent() else {
         return Err(Error::Internal(format!("blob path {} has no directory", path.display())));
     };
@@ -614,18 +696,15 @@ fn commit(
     // the rename that stored it (perhaps a concurrent upload's, not yet synced) is durable.
     match File::open(&path).and_then(|existing| existing.set_modified(SystemTime::now())) {
         Ok(()) => {
-            drop(file);
             sync_dir(shard)?;
             sync_dir(blobs)?;
             let _ = fs::remove_file(temp);
-            return Ok(StoredBlob { digest, size: written, deduplicated: true });
+            return Ok(true);
         }
         // Not stored (or collected just now): store this copy.
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(storage(format_args!("refreshing {}", path.display()), err)),
     }
-    file.file().sync_all().map_err(|err| storage(format_args!("syncing {}", temp.display()), err))?;
-    drop(file);
     let created = match fs::create_dir(shard) {
         Ok(()) => true,
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => false,
@@ -636,7 +715,7 @@ fn commit(
     if created {
         sync_dir(blobs)?;
     }
-    Ok(StoredBlob { digest, size: written, deduplicated: false })
+    Ok(false)
 }
 
 /// A stored blob opened for reading.
@@ -886,13 +965,25 @@ mod tests {
         found
     }
 
+    /// Waits (up to 10 s) until neither `sha256/` nor `tmp/` under `root` holds a file: the
+    /// removal of a temp file created while its upload was refused may come just after.
+    async fn eventually_nothing_left(root: &Path) {
+        for _ in 0..1000 {
+            if files_in(&root.join(BLOBS_DIR)).is_empty() && files_in(&root.join(TEMP_DIR)).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("files left behind: {:?}", (files_in(&root.join(BLOBS_DIR)), files_in(&root.join(TEMP_DIR))));
+    }
+
     async fn write_in_chunks(store: &BlobStore, data: &[u8], chunk: usize) -> Result<StoredBlob> {
-        let mut writer = store.writer(u64::MAX).await?;
+        let mut writer = store.writer(u64::MAX, Some(data.len() as u64));
         for piece in data.chunks(chunk) {
             writer.write(piece).await?;
         }
         assert_eq!(writer.bytes_written(), data.len() as u64);
-        writer.finish(Some(data.len() as u64), Some(&Digest::of(data))).await
+        writer.finish(Some(&Digest::of(data))).await
     }
 
     async fn read(store: &BlobStore, digest: &Digest, offset: u64, length: Option<u64>, chunk: usize) -> Result<Vec<u8>> {
@@ -926,11 +1017,11 @@ mod tests {
 
         // Tiny writes through a writer, and the empty blob.
         let small = noise(3000, 9);
-        let mut writer = store.writer(3000).await.unwrap();
+        let mut writer = store.writer(3000, None);
         for byte in &small {
             writer.write(std::slice::from_ref(byte)).await.unwrap();
         }
-        assert_eq!(writer.finish(None, None).await.unwrap().digest, Digest::of(&small));
+        assert_eq!(writer.finish(None).await.unwrap().digest, Digest::of(&small));
         let empty = store.put(b"", 0).await.unwrap();
         assert_eq!(empty.digest, Digest::of(b""));
         assert_eq!(read(&store, &empty.digest, 0, None, 10).await.unwrap(), b"");
@@ -962,35 +1053,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let data = noise(WRITE_BUFFER_BYTES * 2 + 77, 3);
-        let nothing_left = || {
-            assert!(files_in(&dir.path().join(BLOBS_DIR)).is_empty(), "nothing in sha256/");
-            assert!(files_in(&dir.path().join(TEMP_DIR)).is_empty(), "nothing in tmp/");
-        };
 
-        // The declared size is wrong, in either direction.
-        for declared in [data.len() as u64 + 1, data.len() as u64 - 1] {
-            let mut writer = store.writer(u64::MAX).await.unwrap();
-            writer.write(&data).await.unwrap();
-            let err = writer.finish(Some(declared), None).await.unwrap_err();
-            let Error::InvalidArgument(violations) = &err else { panic!("{err}") };
-            assert_eq!(violations[0].field, "size");
-            assert!(violations[0].description.contains(&format!("declared {declared} bytes but {} arrived", data.len())));
-            nothing_left();
-        }
+        // The declared size is wrong: truncated (refused at the finish), or passed (refused by
+        // the write that passes it, and by every later call).
+        let truncated = data.len() as u64 + 1;
+        let mut writer = store.writer(u64::MAX, Some(truncated));
+        writer.write(&data).await.unwrap();
+        let err = writer.finish(None).await.unwrap_err();
+        let Error::InvalidArgument(violations) = &err else { panic!("{err}") };
+        assert_eq!(violations[0].field, "size");
+        assert!(violations[0].description.contains(&format!("declared {truncated} bytes but {} arrived: the upload was truncated", data.len())));
+        eventually_nothing_left(dir.path()).await;
+        let passed = data.len() as u64 - 1;
+        let mut writer = store.writer(u64::MAX, Some(passed));
+        writer.write(&data[..WRITE_BUFFER_BYTES]).await.unwrap();
+        let err = writer.write(&data[WRITE_BUFFER_BYTES..]).await.unwrap_err();
+        let Error::InvalidArgument(violations) = &err else { panic!("{err}") };
+        assert_eq!(violations[0].field, "size");
+        assert!(violations[0].description.contains(&format!("declared {passed} bytes but {} arrived: more bytes", data.len())));
+        eventually_nothing_left(dir.path()).await;
+        assert!(matches!(writer.finish(None).await, Err(Error::InvalidArgument(_))));
+        // Once the declared size is complete, a byte more is refused too.
+        let mut writer = store.writer(u64::MAX, Some(data.len() as u64));
+        writer.write(&data).await.unwrap();
+        assert!(matches!(writer.write(b"!").await, Err(Error::InvalidArgument(_))));
+        eventually_nothing_left(dir.path()).await;
 
         // The declared digest is wrong.
-        let mut writer = store.writer(u64::MAX).await.unwrap();
+        let mut writer = store.writer(u64::MAX, Some(data.len() as u64));
         writer.write(&data).await.unwrap();
         let wrong = Digest::of(b"something else");
-        let err = writer.finish(Some(data.len() as u64), Some(&wrong)).await.unwrap_err();
+        let err = writer.finish(Some(&wrong)).await.unwrap_err();
         let Error::InvalidArgument(violations) = &err else { panic!("{err}") };
         assert_eq!(violations[0].field, "sha256");
         assert!(violations[0].description.contains(&format!("declared {wrong}, the bytes received hash to {}", Digest::of(&data))));
-        nothing_left();
+        eventually_nothing_left(dir.path()).await;
 
         // Past the limit: this write and every later one fail, and finish does too.
         let limit = WRITE_BUFFER_BYTES as u64 + 10;
-        let mut writer = store.writer(limit).await.unwrap();
+        let mut writer = store.writer(limit, None);
         writer.write(&data[..WRITE_BUFFER_BYTES]).await.unwrap();
         writer.write(&data[..10]).await.unwrap();
         let err = writer.write(&data[..1]).await.unwrap_err();
@@ -998,12 +1099,12 @@ mod tests {
             matches!(&err, Error::FailedPrecondition { reason: "ARTIFACT_TOO_LARGE", message } if message.contains(&format!("the limit is {limit} bytes"))),
             "{err}"
         );
-        nothing_left();
+        eventually_nothing_left(dir.path()).await;
         assert!(matches!(writer.write(b"").await, Err(Error::FailedPrecondition { .. })));
-        assert!(matches!(writer.finish(None, None).await, Err(Error::FailedPrecondition { .. })));
-        nothing_left();
+        assert!(matches!(writer.finish(None).await, Err(Error::FailedPrecondition { .. })));
+        eventually_nothing_left(dir.path()).await;
         assert!(matches!(store.put(&data, 100).await, Err(Error::FailedPrecondition { .. })));
-        nothing_left();
+        eventually_nothing_left(dir.path()).await;
     }
 
     #[tokio::test]
@@ -1012,12 +1113,12 @@ mod tests {
         let path = dir.path().join("read-only");
         fs::write(&path, b"").unwrap();
         // Opened for reading: every append fails.
-        let lanes = Lanes::new(Sha256::new(), DirectFile::open(&path).unwrap());
+        let lanes = Lanes::new(Sha256::new(), path, DirectFile::open);
         let pool = BufferPool::new(WRITE_BUFFER_BYTES, 2);
         for _ in 0..3 {
             let mut data = pool.take();
             data.fill_from(&noise(WRITE_BUFFER_BYTES, 1));
-            lanes.push(data);
+            lanes.push(data, false);
         }
         let err = lanes.settle(0).await.expect_err("the write failed");
         assert!(matches!(err, Error::Unavailable(ref message) if message.contains("writing an upload")), "{err:?}");
@@ -1029,13 +1130,35 @@ mod tests {
     async fn a_dropped_writer_removes_its_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let mut writer = store.writer(u64::MAX).await.unwrap();
+        let mut writer = store.writer(u64::MAX, None);
         writer.write(&noise(3 * WRITE_BUFFER_BYTES + 1, 5)).await.unwrap();
         let temps = files_in(&dir.path().join(TEMP_DIR));
         assert_eq!(temps.len(), 1);
         assert!(temps[0].to_string_lossy().ends_with(TEMP_SUFFIX));
         drop(writer);
         assert!(files_in(&dir.path().join(TEMP_DIR)).is_empty());
+        assert!(files_in(&dir.path().join(BLOBS_DIR)).is_empty());
+
+        // Dropped at once, perhaps before its file exists: the task creating the file removes it.
+        for _ in 0..20 {
+            drop(store.writer(u64::MAX, None));
+        }
+        eventually_nothing_left(dir.path()).await;
+    }
+
+    #[tokio::test]
+    async fn a_temp_file_that_cannot_be_created_fails_the_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        fs::remove_dir(dir.path().join(TEMP_DIR)).unwrap();
+        let data = noise(2 * WRITE_BUFFER_BYTES + 5, 13);
+        let mut writer = store.writer(u64::MAX, None);
+        // The first write may come before the failure is known; the finish cannot.
+        let failed = match writer.write(&data).await {
+            Ok(()) => writer.finish(None).await.unwrap_err(),
+            Err(err) => err,
+        };
+        assert!(matches!(&failed, Error::Unavailable(message) if message.contains("creating")), "{failed:?}");
         assert!(files_in(&dir.path().join(BLOBS_DIR)).is_empty());
     }
 
@@ -1122,13 +1245,14 @@ mod tests {
         let fresh = temp.join("fresh.part");
         File::create(&stale).unwrap().set_modified(SystemTime::now() - Duration::from_secs(7200)).unwrap();
         File::create(&fresh).unwrap().set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
-        let mut live = store.writer(u64::MAX).await.unwrap();
+        let mut live = store.writer(u64::MAX, None);
         live.write(b"in progress").await.unwrap();
+        live.lanes.settle(0).await.unwrap(); // Its temp file exists.
 
         assert_eq!(store.sweep_temp(Duration::from_secs(3600)).await.unwrap(), 1);
         assert!(!stale.exists() && fresh.exists());
         assert_eq!(files_in(&temp).len(), 2, "the fresh file and the live upload's remain");
-        live.finish(None, None).await.unwrap();
+        live.finish(None).await.unwrap();
         assert_eq!(store.sweep_temp(Duration::ZERO).await.unwrap(), 1);
         assert!(files_in(&temp).is_empty());
     }

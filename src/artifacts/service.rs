@@ -2,9 +2,9 @@
 //! `ctx.get_artifact`: requests are validated here, content goes to the [`BlobStore`], and
 //! versions, conditions and reads are recorded in the store.
 
-use std::{collections::BTreeMap, fmt, pin::Pin};
+use std::{collections::BTreeMap, fmt, future::Future, pin::Pin};
 
-use futures::Stream;
+use futures::{FutureExt as _, Stream};
 
 use super::{blob::BlobStore, blob::BlobWriter, lineage, ArtifactsConfig, Lineage};
 use crate::{
@@ -120,38 +120,38 @@ impl Artifacts {
         &self.config
     }
 
-    /// Validates an upload and checks what can be checked before any content arrives (the run
-    /// exists, the lease is current, the condition holds), so a refused write fails before its
-    /// bytes are sent. Everything is checked again, atomically, when the upload finishes.
-    ///
-    /// The temp file is created while the store is asked, not after: an upload that is refused
-    /// removes it again, and one that is accepted starts sooner.
-    pub async fn begin_upload(&self, header: UploadHeader) -> Result<Upload<'_>> {
+    /// Starts an upload: validates its header, then starts the checks that need the store (the
+    /// run exists, the writer holds its lease if it says it does, the write condition holds) and
+    /// the temp file, both of which run while the content arrives rather than before it. A
+    /// refusal fails the next write and the finish, and [`Upload::refused`] reports it as soon as
+    /// it is known, so a refused write ends early. Everything is checked again, atomically, when
+    /// the version is recorded.
+    pub fn begin_upload(&self, header: UploadHeader) -> Result<Upload<'_>> {
         let draft = validate_upload(header, self.config.max_bytes)?;
-        let ((), writer) = tokio::try_join!(self.check_upload(&draft), self.blobs.writer(self.config.max_bytes))?;
-        Ok(Upload { artifacts: self, draft, writer })
+        let checks = Box::pin(self.check_upload(draft.run_id, draft.name.clone(), draft.lease_epoch, draft.condition.clone()));
+        let writer = self.blobs.writer(self.config.max_bytes, draft.size);
+        Ok(Upload { artifacts: self, draft, writer, checks: Some(checks) })
     }
 
-    /// The checks of an upload that need the store: the run exists, the writer holds its lease
-    /// if it says it does, and the write condition holds.
-    async fn check_upload(&self, draft: &Draft) -> Result<()> {
-        let run = self.store.get_run(draft.run_id).await?.ok_or_else(|| Error::not_found("run", draft.run_id))?;
-        if let Some(epoch) = draft.lease_epoch {
+    /// The checks of an upload that need the store.
+    async fn check_upload(&self, run_id: RunId, name: ArtifactName, lease_epoch: Option<u64>, condition: WriteCondition) -> Result<()> {
+        let run = self.store.get_run(run_id).await?.ok_or_else(|| Error::not_found("run", run_id))?;
+        if let Some(epoch) = lease_epoch {
             let held = run.state == RunState::Running && run.lease.as_ref().is_some_and(|lease| lease.epoch == epoch);
             if !held {
                 return Err(Error::StaleLease { run_id: run.id.to_string(), epoch });
             }
         }
-        if draft.condition != WriteCondition::Always {
-            let latest = self.store.find_artifact(draft.run_id, &draft.name, None).await?;
-            draft.condition.check(&draft.name, latest.map(|artifact| artifact.id))?;
+        if condition != WriteCondition::Always {
+            let latest = self.store.find_artifact(run_id, &name, None).await?;
+            condition.check(&name, latest.map(|artifact| artifact.id))?;
         }
         Ok(())
     }
 
     /// Stores `content` as a new version (a whole upload in one call).
     pub async fn put(&self, header: UploadHeader, content: &[u8]) -> Result<Artifact> {
-        let mut upload = self.begin_upload(header).await?;
+        let mut upload = self.begin_upload(header)?;
         upload.write(content).await?;
         upload.finish("").await
     }
@@ -306,17 +306,46 @@ impl Artifacts {
 
 /// An upload in progress: content goes to a temporary file until [`Upload::finish`].
 /// Dropped unfinished (the client went away, the limit was passed), it leaves nothing behind.
-#[derive(Debug)]
 pub struct Upload<'a> {
     artifacts: &'a Artifacts,
     draft: Draft,
     writer: BlobWriter,
+    /// The store's checks of the upload, until they have passed.
+    checks: Option<Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>>,
+}
+
+impl fmt::Debug for Upload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("draft", &self.draft)
+            .field("writer", &self.writer)
+            .field("checked", &self.checks.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upload<'_> {
-    /// Appends content.
+    /// Appends content; fails if the store's checks have refused the upload meanwhile.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if let Some(checks) = self.checks.as_mut()
+            && let Some(checked) = checks.now_or_never()
+        {
+            self.checks = None;
+            checked?;
+        }
         self.writer.write(chunk).await
+    }
+
+    /// Resolves with the store's refusal of the upload once its checks fail; never, if they
+    /// pass. Safe to drop and call again: the checks go on where they were.
+    pub async fn refused(&mut self) -> Error {
+        if let Some(checks) = self.checks.as_mut() {
+            match checks.await {
+                Ok(()) => self.checks = None,
+                Err(err) => return err,
+            }
+        }
+        std::future::pending().await
     }
 
     /// Bytes received so far.
@@ -327,7 +356,10 @@ impl Upload<'_> {
     /// Stores the content (verified against the declared size and digest, and `sha256` from
     /// the end of the stream when given) and records the version.
     pub async fn finish(self, sha256: &str) -> Result<Artifact> {
-        let Upload { artifacts, draft, writer } = self;
+        let Upload { artifacts, draft, writer, checks } = self;
+        if let Some(checks) = checks {
+            checks.await?;
+        }
         let digest = match (draft.digest, sha256) {
             (declared, "") => declared,
             (None, trailer) => Some(Digest::parse("finish.sha256", trailer)?),
@@ -340,7 +372,7 @@ impl Upload<'_> {
             }
         };
         let _not_collecting = artifacts.collecting.read().await;
-        let blob = writer.finish(draft.size, digest.as_ref()).await?;
+        let blob = writer.finish(digest.as_ref()).await?;
         let new = NewArtifact {
             id: ArtifactId::new(),
             run_id: draft.run_id,

@@ -475,12 +475,12 @@ async fn blobs_alone(setup: Setup, plan: Plan, dir: &Path, content: &Content, se
         let mut digests = Vec::with_capacity(count);
         let started = Instant::now();
         for _ in 0..count {
-            let mut writer = blobs.writer(config.max_bytes).await?;
+            let mut writer = blobs.writer(config.max_bytes, Some(bytes));
             let seed = seeds.next();
             for index in 0..bytes.div_ceil(CHUNK_BYTES as u64) {
                 writer.write(&content.chunk(seed, index, chunk_len(bytes, index))).await?;
             }
-            digests.push(writer.finish(Some(bytes), None).await?.digest);
+            digests.push(writer.finish(None).await?.digest);
         }
         let written_in = started.elapsed();
         let started = Instant::now();
