@@ -130,7 +130,7 @@ impl Artifacts {
         let draft = validate_upload(header, self.config.max_bytes)?;
         let checks = Box::pin(self.check_upload(draft.run_id, draft.name.clone(), draft.lease_epoch, draft.condition.clone()));
         let writer = self.blobs.writer(self.config.max_bytes, draft.size);
-        Ok(Upload { artifacts: self, draft, writer, checks: Some(checks) })
+        Ok(Upload { artifacts: self, draft, writer, checks: Checks::Running(checks) })
     }
 
     /// The checks of an upload that need the store.
@@ -310,8 +310,36 @@ pub struct Upload<'a> {
     artifacts: &'a Artifacts,
     draft: Draft,
     writer: BlobWriter,
-    /// The store's checks of the upload, until they have passed.
-    checks: Option<Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>>,
+    checks: Checks<'a>,
+}
+
+/// The store's checks of an upload, and then their verdict.
+enum Checks<'a> {
+    Running(Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>),
+    Passed,
+    Refused(Error),
+}
+
+impl Checks<'_> {
+    /// Waits for the verdict. Safe to drop and call again: the checks go on where they were.
+    async fn verdict(&mut self) -> Result<()> {
+        if let Self::Running(checks) = self {
+            let verdict = checks.await;
+            *self = match verdict {
+                Ok(()) => Self::Passed,
+                Err(err) => Self::Refused(err),
+            };
+        }
+        match self {
+            Self::Refused(err) => Err(err.clone()),
+            Self::Running(_) | Self::Passed => Ok(()),
+        }
+    }
+
+    /// The verdict if it is in; `Ok` while the checks run.
+    fn verdict_so_far(&mut self) -> Result<()> {
+        self.verdict().now_or_never().unwrap_or(Ok(()))
+    }
 }
 
 impl fmt::Debug for Upload<'_> {
@@ -319,7 +347,7 @@ impl fmt::Debug for Upload<'_> {
         f.debug_struct("Upload")
             .field("draft", &self.draft)
             .field("writer", &self.writer)
-            .field("checked", &self.checks.is_none())
+            .field("checked", &!matches!(self.checks, Checks::Running(_)))
             .finish_non_exhaustive()
     }
 }
@@ -327,25 +355,17 @@ impl fmt::Debug for Upload<'_> {
 impl Upload<'_> {
     /// Appends content; fails if the store's checks have refused the upload meanwhile.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        if let Some(checks) = self.checks.as_mut()
-            && let Some(checked) = checks.now_or_never()
-        {
-            self.checks = None;
-            checked?;
-        }
+        self.checks.verdict_so_far()?;
         self.writer.write(chunk).await
     }
 
     /// Resolves with the store's refusal of the upload once its checks fail; never, if they
     /// pass. Safe to drop and call again: the checks go on where they were.
     pub async fn refused(&mut self) -> Error {
-        if let Some(checks) = self.checks.as_mut() {
-            match checks.await {
-                Ok(()) => self.checks = None,
-                Err(err) => return err,
-            }
+        match self.checks.verdict().await {
+            Err(err) => err,
+            Ok(()) => std::future::pending().await,
         }
-        std::future::pending().await
     }
 
     /// Bytes received so far.
@@ -356,10 +376,8 @@ impl Upload<'_> {
     /// Stores the content (verified against the declared size and digest, and `sha256` from
     /// the end of the stream when given) and records the version.
     pub async fn finish(self, sha256: &str) -> Result<Artifact> {
-        let Upload { artifacts, draft, writer, checks } = self;
-        if let Some(checks) = checks {
-            checks.await?;
-        }
+        let Upload { artifacts, draft, writer, mut checks } = self;
+        checks.verdict().await?;
         let digest = match (draft.digest, sha256) {
             (declared, "") => declared,
             (None, trailer) => Some(Digest::parse("finish.sha256", trailer)?),
