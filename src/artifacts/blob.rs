@@ -8,10 +8,10 @@
 //! An upload streams into a temp file while it is hashed; only once the whole content is on
 //! disk, checked against the declared size and digest and fsynced is it renamed into `sha256/`
 //! (and the directory fsynced), so a crash never leaves a torn blob there. The temp file is
-//! created while the upload's first bytes arrive, and synced while its last are hashed. A writer dropped
-//! before it finishes, or failing, removes its temp file; uploads that died with their process
-//! are swept by [`BlobStore::sweep_temp`]. Reads of a whole blob are verified as they stream;
-//! ranged reads verify the whole file first.
+//! created while the upload's first bytes arrive, and synced while its last are hashed. A writer
+//! dropped before it finishes, or failing, removes its temp file; uploads that died with their
+//! process are swept by [`BlobStore::sweep_temp`]. Reads of a whole blob are verified as they
+//! stream; ranged reads verify the whole file first.
 //!
 //! Blob files are written and read with direct I/O where the filesystem allows it (see
 //! [`super::direct`]).
@@ -609,8 +609,8 @@ impl BlobWriter {
     }
 
     /// Ends the upload: checks the bytes against the declared size and `expected_digest`, if
-    /// given, and stores them. The same bytes already stored are kept, their modification time refreshed,
-    /// and the upload's copy dropped. On any error the temp file is removed and nothing is
+    /// given, and stores them. The same bytes already stored are kept, their modification time
+    /// refreshed, and the upload's copy dropped. On any error the temp file is removed and nothing is
     /// stored.
     pub async fn finish(mut self, expected_digest: Option<&Digest>) -> Result<StoredBlob> {
         if let Some(err) = self.failed.take() {
@@ -644,7 +644,11 @@ impl BlobWriter {
             ));
         }
         let (blobs, stored) = (Arc::clone(&self.blobs), digest.clone());
-        let deduplicated = blocking(move || store_synced(file, &temp, &blobs, &stored)).await?;
+        let deduplicated = blocking(move || {
+            drop(file); // Closed before it is renamed.
+            store_synced(&temp, &blobs, &stored)
+        })
+        .await?;
         // Renamed into the store, or removed as a duplicate: nothing is left for `drop`.
         self.temp = None;
         Ok(StoredBlob { digest, size: self.written, deduplicated })
@@ -686,8 +690,7 @@ fn size_mismatch(declared: u64, arrived: u64) -> Error {
 
 /// Moves an upload's synced temp file into the store durably, or drops it if the blob is
 /// stored already (then `true`), on a blocking thread.
-fn store_synced(file: DirectFile, temp: &Path, blobs: &Path, digest: &Digest) -> Result<bool> {
-    drop(file);
+fn store_synced(temp: &Path, blobs: &Path, digest: &Digest) -> Result<bool> {
     let path = blob_path(blobs, digest);
     let Some(shard) = path.parent() else {
         return Err(Error::Internal(format!("blob path {} has no directory", path.display())));
