@@ -349,12 +349,58 @@ const QUEUED_BUFFERS: usize = 1;
 ///
 /// The file lane starts busy: its first task creates the temp file, then takes in what was
 /// queued meanwhile. Its last job, at the finish, writes the last bytes and syncs the file, while
-/// the hash lane hashes them.
+/// the hash lane hashes them. Then the lane that ends last checks the digest and moves the file
+/// into the store, on its own thread, so an upload's disk work runs without a hand-off.
 struct Lanes {
     hash: Mutex<Lane<Sha256>>,
     file: Mutex<Lane<DirectFile>>,
-    /// Wakes the writer when a lane has done a job or stopped.
+    /// The move into the store, once the finish asked for it. The lane that ends last does it
+    /// on its own thread, right after the sync: the writer is not woken to hand it to another.
+    commit: Mutex<Commit>,
+    /// Wakes the writer when a lane has done a job or stopped, and when the store is done.
     progress: Notify,
+}
+
+/// Where the move of an upload into the store is.
+enum Commit {
+    /// The finish has not asked for it (or the upload was abandoned).
+    NotAsked,
+    /// The finish asked: the lane that ends last does it.
+    Asked(Storing),
+    /// Being done.
+    Running,
+    /// Done: the digest and whether the same bytes were stored already, or why not.
+    Done(Result<(Digest, bool)>),
+}
+
+/// What the move of an upload into the store needs besides its hash and file.
+struct Storing {
+    temp: PathBuf,
+    blobs: Arc<Path>,
+    /// The digest the client declared.
+    expected: Option<Digest>,
+}
+
+impl Storing {
+    /// Checks the digest, then moves the synced temp file into the store (on a blocking
+    /// thread): the digest, and whether the same bytes were stored already.
+    fn store(self, hasher: Sha256, file: DirectFile) -> Result<(Digest, bool)> {
+        let digest = Digest::from_bytes(hasher.finalize().into());
+        if let Some(declared) = self.expected
+            && declared != digest
+        {
+            return Err(Error::invalid(
+                "sha256",
+                format!(
+                    "the upload declared {declared}, the bytes received hash to {digest}: the content changed in \
+                     transit or the declared digest is wrong"
+                ),
+            ));
+        }
+        drop(file); // Closed before it is renamed.
+        let deduplicated = store_synced(&self.temp, &self.blobs, &digest)?;
+        Ok((digest, deduplicated))
+    }
 }
 
 /// One of [`Lanes`].
@@ -390,6 +436,9 @@ enum Job {
     Finish,
 }
 
+/// How the file lane creates the temp file: [`DirectFile::create_new`] but in tests.
+type OpenTemp = fn(&Path) -> io::Result<DirectFile>;
+
 /// What a lane does with its jobs.
 trait TakeIn: Send + 'static {
     fn take_in(&mut self, data: &[u8]) -> Result<()>;
@@ -417,17 +466,22 @@ impl TakeIn for DirectFile {
 }
 
 impl Lanes {
-    /// An idle hash lane over `hasher`, and the file lane's first task, which opens `temp` with
-    /// `open` ([`DirectFile::create_new`] but in tests).
-    fn new(hasher: Sha256, temp: PathBuf, open: fn(&Path) -> io::Result<DirectFile>) -> Arc<Self> {
-        let lanes = Arc::new(Self { hash: Lane::new(Some(hasher)), file: Lane::new(None), progress: Notify::new() });
+    /// An idle hash lane over `hasher`, and the file lane's first task, which creates `temp`
+    /// with `open`.
+    fn new(hasher: Sha256, temp: PathBuf, open: OpenTemp) -> Arc<Self> {
+        let lanes = Arc::new(Self {
+            hash: Lane::new(Some(hasher)),
+            file: Lane::new(None),
+            commit: Mutex::new(Commit::NotAsked),
+            progress: Notify::new(),
+        });
         let opener = Arc::clone(&lanes);
         drop(tokio::task::spawn_blocking(move || opener.open_file(&temp, open)));
         lanes
     }
 
     /// Opens the temp file, then takes in what was queued meanwhile (on the blocking pool).
-    fn open_file(&self, temp: &Path, open: fn(&Path) -> io::Result<DirectFile>) {
+    fn open_file(&self, temp: &Path, open: OpenTemp) {
         let created = open(temp).map_err(|err| storage(format_args!("creating {}", temp.display()), err));
         let mut guard = lock(&self.file);
         match created {
@@ -484,6 +538,8 @@ impl Lanes {
                     Some(job) => job.clone(),
                     None => {
                         guard.idle = Some(state);
+                        drop(guard);
+                        self.commit_if_done();
                         break;
                     }
                 }
@@ -541,8 +597,68 @@ impl Lanes {
         Some((hash.idle.take()?, file.idle.take()?))
     }
 
-    /// Drops the jobs not yet done: a running task ends after its current one.
+    /// Asks for the upload to be moved into the store once both lanes are done: by the lane
+    /// that ends last, or by a blocking task now if both are idle already.
+    fn commit_when_done(self: &Arc<Self>, storing: Storing) {
+        *lock(&self.commit) = Commit::Asked(storing);
+        let idle = lock(&self.hash).idle.is_some() && lock(&self.file).idle.is_some();
+        if idle {
+            let lanes = Arc::clone(self);
+            drop(tokio::task::spawn_blocking(move || lanes.commit_if_done()));
+        }
+    }
+
+    /// Moves the upload into the store if that was asked and both lanes are idle (on a
+    /// blocking thread). Whoever comes first does it; the others find it taken.
+    fn commit_if_done(&self) {
+        let (storing, hasher, file) = {
+            let mut commit = lock(&self.commit);
+            let storing = match std::mem::replace(&mut *commit, Commit::Running) {
+                Commit::Asked(storing) => storing,
+                other => {
+                    *commit = other;
+                    return;
+                }
+            };
+            let Some((hasher, file)) = self.take() else {
+                *commit = Commit::Asked(storing);
+                return;
+            };
+            (storing, hasher, file)
+        };
+        let stored = storing.store(hasher, file);
+        *lock(&self.commit) = Commit::Done(stored);
+        self.progress.notify_one();
+    }
+
+    /// Waits until the upload is in the store: its digest and whether the same bytes were
+    /// stored already; or fails with a lane's error or the store's.
+    async fn committed(&self) -> Result<(Digest, bool)> {
+        loop {
+            {
+                let mut commit = lock(&self.commit);
+                match std::mem::replace(&mut *commit, Commit::NotAsked) {
+                    Commit::Done(stored) => return stored,
+                    other => *commit = other,
+                }
+                let (hash, file) = (lock(&self.hash), lock(&self.file));
+                if let Some(err) = file.failed.as_ref().or(hash.failed.as_ref()) {
+                    return Err(err.clone());
+                }
+            }
+            self.progress.notified().await;
+        }
+    }
+
+    /// Drops the jobs not yet done (a running task ends after its current one) and the move
+    /// into the store if it has not started.
     fn abandon(&self) {
+        {
+            let mut commit = lock(&self.commit);
+            if matches!(*commit, Commit::Asked(_)) {
+                *commit = Commit::NotAsked;
+            }
+        }
         lock(&self.hash).abandon();
         lock(&self.file).abandon();
     }
@@ -624,31 +740,11 @@ impl BlobWriter {
         if !self.sealed {
             self.lanes.push(std::mem::take(&mut self.buffer), true);
         }
-        self.lanes.settle(0).await?;
-        let Some((hasher, file)) = self.lanes.take() else {
-            return Err(Error::Internal("the upload's file is gone after an earlier failure".into()));
-        };
         let Some(temp) = self.temp.clone() else {
             return Err(Error::Internal("the upload's temp file is gone".into()));
         };
-        let digest = Digest::from_bytes(hasher.finalize().into());
-        if let Some(declared) = expected_digest
-            && *declared != digest
-        {
-            return Err(Error::invalid(
-                "sha256",
-                format!(
-                    "the upload declared {declared}, the bytes received hash to {digest}: the content changed in \
-                     transit or the declared digest is wrong"
-                ),
-            ));
-        }
-        let (blobs, stored) = (Arc::clone(&self.blobs), digest.clone());
-        let deduplicated = blocking(move || {
-            drop(file); // Closed before it is renamed.
-            store_synced(&temp, &blobs, &stored)
-        })
-        .await?;
+        self.lanes.commit_when_done(Storing { temp, blobs: Arc::clone(&self.blobs), expected: expected_digest.cloned() });
+        let (digest, deduplicated) = self.lanes.committed().await?;
         // Renamed into the store, or removed as a duplicate: nothing is left for `drop`.
         self.temp = None;
         Ok(StoredBlob { digest, size: self.written, deduplicated })
@@ -1127,6 +1223,51 @@ mod tests {
         assert!(matches!(err, Error::Unavailable(ref message) if message.contains("writing an upload")), "{err:?}");
         assert!(lock(&lanes.file).queue.is_empty(), "a stopped lane drops what was queued");
         assert!(lanes.take().is_none(), "the file is gone with its lane");
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_stored_whether_its_lanes_or_its_finish_end_last() {
+        fn slow_create(path: &Path) -> io::Result<DirectFile> {
+            std::thread::sleep(Duration::from_millis(300));
+            DirectFile::create_new(path)
+        }
+        let data = noise(WRITE_BUFFER_BYTES + 5, 21);
+        let digest = Digest::of(&data);
+        let wrong = Digest::of(b"other bytes");
+        let openers: [(OpenTemp, bool); 2] = [(slow_create, true), (DirectFile::create_new, false)];
+        for (open, lanes_end_last) in openers {
+            for expected in [None, Some(digest.clone()), Some(wrong.clone())] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = BlobStore::open(dir.path()).unwrap();
+                let temp = store.temp.join(format!("test{TEMP_SUFFIX}"));
+                let lanes = Lanes::new(Sha256::new(), temp.clone(), open);
+                let pieces: Vec<&[u8]> = data.chunks(WRITE_BUFFER_BYTES).collect();
+                for (index, piece) in pieces.iter().enumerate() {
+                    let mut buffer = store.buffers.take();
+                    buffer.fill_from(piece);
+                    lanes.push(buffer, index + 1 == pieces.len());
+                }
+                if lanes_end_last {
+                    assert!(lock(&lanes.file).idle.is_none(), "the file lane is still creating the file");
+                } else {
+                    lanes.settle(0).await.unwrap();
+                }
+                lanes.commit_when_done(Storing { temp: temp.clone(), blobs: Arc::clone(&store.blobs), expected: expected.clone() });
+                let stored = tokio::time::timeout(Duration::from_secs(10), lanes.committed()).await.expect("stored within 10 s");
+                let blobs = files_in(&dir.path().join(BLOBS_DIR));
+                if expected.as_ref() == Some(&wrong) {
+                    let err = stored.unwrap_err();
+                    assert!(matches!(&err, Error::InvalidArgument(violations) if violations[0].field == "sha256"), "{err:?}");
+                    assert!(blobs.is_empty(), "a refused upload stores nothing: {blobs:?}");
+                    assert!(temp.exists(), "the temp file is left for the writer to remove");
+                } else {
+                    assert_eq!(stored.unwrap(), (digest.clone(), false));
+                    assert_eq!(blobs, vec![store.path(&digest)]);
+                    assert!(!temp.exists());
+                    assert_eq!(store.read_all(&digest, u64::MAX).await.unwrap(), data);
+                }
+            }
+        }
     }
 
     #[tokio::test]
