@@ -132,6 +132,23 @@ impl Default for ServeOptions {
     }
 }
 
+/// The server's HTTP/2 settings, before its layers and services.
+pub(crate) fn http2_server() -> Server {
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Room for a few 1 MiB upload messages in flight per stream, so a client streaming an
+        // artifact is not held up waiting for window updates after every message.
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_frame_size(HTTP2_MAX_FRAME_BYTES)
+}
+
+/// The connections accepted on `listener`, with TCP_NODELAY: a stream's last event or a small
+/// answer must not wait ~40 ms for Nagle.
+pub(crate) fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully. The
 /// engine must have been started (or not, for an API-only server) by the caller.
 pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
@@ -216,13 +233,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
         stopping.cancel();
     };
 
-    let server = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Room for a few 1 MiB upload messages in flight per stream, so a client streaming an
-        // artifact is not held up waiting for window updates after every message.
-        .initial_stream_window_size(4 << 20)
-        .initial_connection_window_size(16 << 20)
-        .max_frame_size(HTTP2_MAX_FRAME_BYTES)
+    let server = http2_server()
         // grpc-web beside native gRPC on the same port: browsers speak grpc-web over HTTP/1.1 (or
         // HTTP/2 behind TLS). CORS answers preflights before the grpc-web layer sees them. Native
         // gRPC over HTTP/2 passes through both layers untouched (its body is not re-wrapped or
@@ -244,8 +255,7 @@ pub async fn serve(engine: Engine, listener: TcpListener, options: ServeOptions,
         .add_service(skills)
         .add_service(recipes)
         .add_service(cards)
-        // TCP_NODELAY: a stream's last event or a small answer must not wait ~40 ms for Nagle.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), on_shutdown);
+        .serve_with_incoming_shutdown(incoming(listener), on_shutdown);
     tokio::pin!(server);
     let stopping = engine.shutdown_token();
     let served = tokio::select! {
