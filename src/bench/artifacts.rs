@@ -18,7 +18,10 @@
 //! * **1 MiB artifacts**: `--small-artifacts` sequential uploads of distinct 1 MiB contents into
 //!   a `noop` run, then one whole download of each. MiB/s = all bytes / all the time, each call
 //!   timed from its start until its answer (an upload's `Artifact`, which the server sends once
-//!   the blob is synced, renamed and recorded) or its stream's end.
+//!   the blob is synced, renamed and recorded) or its stream's end. The same uploads are then
+//!   made to a second server, on a runtime like Conclave's and with its HTTP/2 settings, whose
+//!   `UploadArtifact` only counts the bytes and answers: what carrying a 1 MiB upload costs,
+//!   apart from storing it (reported without a target, for the reading of the figures).
 //! * **large artifacts**: `--artifact-rounds` rounds, each the upload of one distinct
 //!   `--large-artifact-mib` content and then its whole download; median MiB/s.
 //! * **HTTP/2 frames**: the transfers above are made by a client that accepts frames of
@@ -72,7 +75,11 @@ use std::{
 use futures::{stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tokio::net::TcpListener;
+use tonic::{
+    transport::{Channel, Endpoint},
+    Request, Response, Status, Streaming,
+};
 
 use super::{
     connect, create, noop_request, number, progress, rpc, task_failed, BenchArgs, BenchServer, CpuSample, Report, Setup, Target,
@@ -83,7 +90,8 @@ use crate::{
     engine::EngineConfig,
     error::{Error, Result},
     proto::{self, artifact_service_client::ArtifactServiceClient, download_artifact_response, upload_artifact_request},
-    server::HTTP2_MAX_FRAME_BYTES,
+    proto::artifact_service_server::{ArtifactService, ArtifactServiceServer},
+    server::{self, HTTP2_MAX_FRAME_BYTES},
 };
 
 /// A mebibyte.
@@ -142,13 +150,20 @@ async fn measure(setup: Setup, addr: SocketAddr, plan: Plan, dir: &Path, report:
 
     let mut runs = connect(addr).await?;
     let run = create(&mut runs, noop_request()).await?;
-    let mut clients = Clients { conclave: connect_artifacts(addr, Frames::Conclave).await?, default: connect_artifacts(addr, Frames::Default).await? };
+    let transport = BenchServer::start_artifact_transport().await?;
+    let mut clients = Clients {
+        conclave: connect_artifacts(addr, Frames::Conclave).await?,
+        default: connect_artifacts(addr, Frames::Default).await?,
+        transport: connect_artifacts(transport.addr, Frames::Conclave).await?,
+    };
     // One uncounted transfer each way: the connections and the server's first blob directories.
     let warm_up = upload(&mut clients.conclave, &run.id, "warm-up".into(), &content, seeds.next(), SMALL_BYTES).await?;
     download(&mut clients.conclave, &warm_up.id, SMALL_BYTES).await?;
     download(&mut clients.default, &warm_up.id, SMALL_BYTES).await?;
+    upload(&mut clients.transport, &run.id, "warm-up".into(), &content, seeds.next(), SMALL_BYTES).await?;
 
     small_artifacts(setup, plan, &mut clients, &run.id, &content, &mut seeds, baseline.small_copy, report).await?;
+    transport.shutdown().await?;
     large_artifacts(setup, plan, &mut clients, &run.id, &content, &mut seeds, baseline.large_copy, report).await?;
     concurrent_transfers(setup, addr, plan, &run.id, &content, &mut seeds, report).await?;
     blobs_alone(setup, plan, dir, &content, &mut seeds, report).await?;
@@ -307,7 +322,8 @@ fn copy_loop(source: &Path, target: &Path, buffer: &mut [u8]) -> io::Result<()> 
 // ---------------------------------------------------------------------------------------------
 // Transfers.
 
-/// `--small-artifacts` uploads of 1 MiB one at a time, then a download of each.
+/// `--small-artifacts` uploads of 1 MiB one at a time, then a download of each, then as many
+/// uploads to the transport-only server.
 #[allow(clippy::too_many_arguments)]
 async fn small_artifacts(
     setup: Setup,
@@ -321,7 +337,10 @@ async fn small_artifacts(
 ) -> Result<()> {
     let client = &mut clients.conclave;
     let workload = "artifacts: 1 MiB artifacts";
-    progress(setup, format_args!("{workload}: {} uploads one at a time, then a download of each", plan.small));
+    progress(
+        setup,
+        format_args!("{workload}: {} uploads one at a time, a download of each, and as many uploads to a server storing nothing", plan.small),
+    );
     let bytes = SMALL_BYTES * plan.small as u64;
     let cpu = CpuSample::take(&[]);
     let mut ids = Vec::with_capacity(plan.small);
@@ -338,6 +357,11 @@ async fn small_artifacts(
     let downloaded_in = started.elapsed();
     report.cpu_since(workload, setup, cpu);
     let started = Instant::now();
+    for index in 0..plan.small {
+        upload(&mut clients.transport, run_id, format!("small/{index}"), content, seeds.next(), SMALL_BYTES).await?;
+    }
+    let transport_in = started.elapsed();
+    let started = Instant::now();
     for id in &ids {
         download(&mut clients.default, id, SMALL_BYTES).await?;
     }
@@ -349,6 +373,8 @@ async fn small_artifacts(
     let per_call_ms = |elapsed: Duration| elapsed.as_secs_f64() * 1000.0 / plan.small as f64;
     report.add(workload, setup, "upload mean time per artifact", per_call_ms(uploaded_in), "ms", None);
     report.add(workload, setup, "download mean time per artifact", per_call_ms(downloaded_in), "ms", None);
+    report.add(workload, setup, "upload to a server that stores nothing (the transport alone)", mib_per_second(bytes, transport_in), "MiB/s", None);
+    report.add(workload, setup, "upload mean time per artifact, server storing nothing", per_call_ms(transport_in), "ms", None);
     Ok(())
 }
 
@@ -549,6 +575,8 @@ struct Clients {
     conclave: ArtifactClient,
     /// Downloads again, with HTTP/2's default 16 KiB frames (as grpcurl, grpc-go and grpcio).
     default: ArtifactClient,
+    /// Uploads again, to a server that stores nothing ([`TransportOnly`]).
+    transport: ArtifactClient,
 }
 
 /// The largest HTTP/2 frame a bench client accepts, which sets the frames of its downloads.
@@ -620,6 +648,65 @@ async fn download(client: &mut ArtifactClient, id: &str, bytes: u64) -> Result<(
         return Err(Error::Internal(format!("artifact {id}: downloaded {received} bytes (head: {head}), expected {bytes}")));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transport alone.
+
+/// An `ArtifactService` whose uploads store nothing: each counts the bytes that came and answers
+/// with their number. Served with Conclave's HTTP/2 settings on a runtime like its own, it times
+/// what carrying an upload costs apart from storing it. It takes uploads only.
+struct TransportOnly;
+
+/// The refusal of every call but an upload.
+fn uploads_only() -> Status {
+    Status::unimplemented("the bench's transport-only server takes uploads only")
+}
+
+#[tonic::async_trait]
+impl ArtifactService for TransportOnly {
+    async fn upload_artifact(&self, request: Request<Streaming<proto::UploadArtifactRequest>>) -> Result<Response<proto::Artifact>, Status> {
+        let mut messages = request.into_inner();
+        let mut size = 0;
+        while let Some(message) = messages.message().await? {
+            if let Some(upload_artifact_request::Part::Chunk(chunk)) = message.part {
+                size += chunk.len() as u64;
+            }
+        }
+        Ok(Response::new(proto::Artifact { size, ..Default::default() }))
+    }
+
+    type DownloadArtifactStream = stream::Empty<Result<proto::DownloadArtifactResponse, Status>>;
+
+    async fn download_artifact(&self, _: Request<proto::DownloadArtifactRequest>) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        Err(uploads_only())
+    }
+
+    async fn get_artifact(&self, _: Request<proto::GetArtifactRequest>) -> Result<Response<proto::Artifact>, Status> {
+        Err(uploads_only())
+    }
+
+    async fn list_artifacts(&self, _: Request<proto::ListArtifactsRequest>) -> Result<Response<proto::ListArtifactsResponse>, Status> {
+        Err(uploads_only())
+    }
+
+    async fn delete_artifact(&self, _: Request<proto::DeleteArtifactRequest>) -> Result<Response<proto::DeleteArtifactResponse>, Status> {
+        Err(uploads_only())
+    }
+
+    async fn get_artifact_lineage(&self, _: Request<proto::GetArtifactLineageRequest>) -> Result<Response<proto::ArtifactLineage>, Status> {
+        Err(uploads_only())
+    }
+}
+
+/// Serves [`TransportOnly`] on `listener` until `stop` resolves.
+pub(super) async fn serve_transport_only(listener: TcpListener, stop: impl Future<Output = ()> + Send) -> Result<()> {
+    let service = ArtifactServiceServer::new(TransportOnly).max_decoding_message_size(super::MAX_MESSAGE_BYTES);
+    server::http2_server()
+        .add_service(service)
+        .serve_with_incoming_shutdown(server::incoming(listener), stop)
+        .await
+        .map_err(|err| Error::Internal(format!("the transport-only server failed: {err}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -906,6 +993,19 @@ mod tests {
         let bytes = 3 * CHUNK_BYTES as u64 + 5;
         let lens: Vec<usize> = (0..bytes.div_ceil(CHUNK_BYTES as u64)).map(|index| chunk_len(bytes, index)).collect();
         assert_eq!(lens, [CHUNK_BYTES, CHUNK_BYTES, CHUNK_BYTES, 5]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_transport_only_server_counts_an_upload_and_takes_nothing_else() {
+        let server = BenchServer::start_artifact_transport().await.unwrap();
+        let mut client = connect_artifacts(server.addr, Frames::Conclave).await.unwrap();
+        let bytes = 2 * CHUNK_BYTES as u64 + 7;
+        let answer = upload(&mut client, "any-run", "any-name".into(), &Content::new(), 1, bytes).await.unwrap();
+        assert_eq!(answer.size, bytes);
+        let request = proto::GetArtifactRequest::default();
+        let refused = client.get_artifact(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+        server.shutdown().await.unwrap();
     }
 
     #[test]

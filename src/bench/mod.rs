@@ -1497,13 +1497,31 @@ struct BenchServer {
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
+/// What a [`BenchServer`] serves.
+#[expect(clippy::large_enum_variant, reason = "one value, moved once into the server's thread")]
+enum Served {
+    /// Conclave, over the store at `url`.
+    Conclave { url: String, config: EngineConfig, db_connections: u32, artifacts: ArtifactsConfig },
+    /// The artifact transport alone: uploads that store nothing (see [`artifacts::serve_transport_only`]).
+    ArtifactTransport,
+}
+
 impl BenchServer {
     async fn start(url: String, config: EngineConfig, db_connections: u32, artifacts: ArtifactsConfig) -> Result<Self> {
+        Self::spawn(Served::Conclave { url, config, db_connections, artifacts }).await
+    }
+
+    /// A server whose uploads store nothing, on a runtime like Conclave's.
+    async fn start_artifact_transport() -> Result<Self> {
+        Self::spawn(Served::ArtifactTransport).await
+    }
+
+    async fn spawn(served: Served) -> Result<Self> {
         let (ready_tx, ready) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(SERVER_THREAD.into())
-            .spawn(move || serve_on_own_runtime(&url, config, db_connections, artifacts, ready_tx, stop_rx))
+            .spawn(move || serve_on_own_runtime(served, ready_tx, stop_rx))
             .map_err(|err| Error::Internal(format!("cannot start the server thread: {err}")))?;
         match ready.await {
             Ok(Ok(addr)) => Ok(Self { addr, stop: Some(stop), thread: Some(thread) }),
@@ -1539,14 +1557,7 @@ async fn join(thread: std::thread::JoinHandle<Result<()>>) -> Result<()> {
         .map_err(|_| Error::Internal("the server thread panicked".into()))?
 }
 
-fn serve_on_own_runtime(
-    url: &str,
-    config: EngineConfig,
-    db_connections: u32,
-    artifacts: ArtifactsConfig,
-    ready: oneshot::Sender<Result<SocketAddr>>,
-    stop: oneshot::Receiver<()>,
-) -> Result<()> {
+fn serve_on_own_runtime(served: Served, ready: oneshot::Sender<Result<SocketAddr>>, stop: oneshot::Receiver<()>) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -1555,19 +1566,35 @@ fn serve_on_own_runtime(
         .build()
         .map_err(|err| Error::Internal(format!("cannot build the server runtime: {err}")))?;
     runtime.block_on(async move {
-        let (engine, listener, addr) = match open_server(url, config, db_connections, artifacts).await {
-            Ok(opened) => opened,
-            Err(err) => {
-                let _ = ready.send(Err(err));
-                return Ok(());
-            }
-        };
-        let _ = ready.send(Ok(addr));
-        engine.start();
-        server::serve(engine, listener, server::ServeOptions { max_message_bytes: MAX_MESSAGE_BYTES, ..server::ServeOptions::default() }, async {
+        let stopped = async {
             let _ = stop.await;
-        })
-        .await
+        };
+        match served {
+            Served::Conclave { url, config, db_connections, artifacts } => {
+                let (engine, listener, addr) = match open_server(&url, config, db_connections, artifacts).await {
+                    Ok(opened) => opened,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(Ok(addr));
+                engine.start();
+                let options = server::ServeOptions { max_message_bytes: MAX_MESSAGE_BYTES, ..server::ServeOptions::default() };
+                server::serve(engine, listener, options, stopped).await
+            }
+            Served::ArtifactTransport => {
+                let (listener, addr) = match listen().await {
+                    Ok(listening) => listening,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(Ok(addr));
+                artifacts::serve_transport_only(listener, stopped).await
+            }
+        }
     })
 }
 
@@ -1576,11 +1603,17 @@ async fn open_server(url: &str, config: EngineConfig, db_connections: u32, artif
     let router = Arc::new(crate::models::ModelsConfig::default().build(store.clone())?);
     let artifacts = Arc::new(Artifacts::open(store.clone(), artifacts)?);
     let engine = Engine::new(store, workflows::builtin_registry(Default::default()), router, artifacts, config);
+    let (listener, addr) = listen().await?;
+    Ok((engine, listener, addr))
+}
+
+/// A listener on a free loopback port, and its address.
+async fn listen() -> Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|err| Error::Internal(format!("cannot listen on 127.0.0.1: {err}")))?;
     let addr = listener.local_addr().map_err(|err| Error::Internal(format!("no local address: {err}")))?;
-    Ok((engine, listener, addr))
+    Ok((listener, addr))
 }
 
 // ---------------------------------------------------------------------------------------------
