@@ -1569,31 +1569,28 @@ fn serve_on_own_runtime(served: Served, ready: oneshot::Sender<Result<SocketAddr
         let stopped = async {
             let _ = stop.await;
         };
-        match served {
-            Served::Conclave { url, config, db_connections, artifacts } => {
-                let (engine, listener, addr) = match open_server(&url, config, db_connections, artifacts).await {
-                    Ok(opened) => opened,
-                    Err(err) => {
-                        let _ = ready.send(Err(err));
-                        return Ok(());
-                    }
-                };
-                let _ = ready.send(Ok(addr));
+        // The engine, for Conclave; none for the transport alone.
+        let opened = match served {
+            Served::Conclave { url, config, db_connections, artifacts } => open_server(&url, config, db_connections, artifacts)
+                .await
+                .map(|(engine, listener, addr)| (Some(engine), listener, addr)),
+            Served::ArtifactTransport => listen().await.map(|(listener, addr)| (None, listener, addr)),
+        };
+        let (engine, listener, addr) = match opened {
+            Ok(opened) => opened,
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return Ok(());
+            }
+        };
+        let _ = ready.send(Ok(addr));
+        match engine {
+            Some(engine) => {
                 engine.start();
                 let options = server::ServeOptions { max_message_bytes: MAX_MESSAGE_BYTES, ..server::ServeOptions::default() };
                 server::serve(engine, listener, options, stopped).await
             }
-            Served::ArtifactTransport => {
-                let (listener, addr) = match listen().await {
-                    Ok(listening) => listening,
-                    Err(err) => {
-                        let _ = ready.send(Err(err));
-                        return Ok(());
-                    }
-                };
-                let _ = ready.send(Ok(addr));
-                artifacts::serve_transport_only(listener, stopped).await
-            }
+            None => artifacts::serve_transport_only(listener, stopped).await,
         }
     })
 }
