@@ -555,36 +555,21 @@ async fn skills_recipes_and_cards() {
     assert!(stderr(&refused).contains("FAILED_PRECONDITION") && stderr(&refused).contains("UNKNOWN_STAGE"), "{}", stderr(&refused));
 }
 
-/// `conclave bench --only artifacts` at its smallest sizes measures every part, then removes
-/// what it wrote, or with `--keep-files` leaves it where it says.
+/// `conclave bench --only artifacts` at its smallest sizes measures every part and then removes
+/// everything it wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_artifacts_bench_removes_what_it_wrote_unless_asked_to_keep_it() {
-    let smallest =
+async fn the_artifacts_bench_measures_every_part_and_removes_what_it_wrote() {
+    let args =
         ["bench", "--only", "artifacts", "--small-artifacts", "1", "--large-artifact-mib", "1", "--artifact-rounds", "1", "--concurrent-transfers", "1"];
-    for keep in [false, true] {
-        let temp = tempfile::tempdir().unwrap();
-        let args: Vec<&str> = smallest.iter().copied().chain(keep.then_some("--keep-files")).collect();
-        let mut bench = Command::new(BIN);
-        bench.args(&args).env("TMPDIR", temp.path()).env_remove("CONCLAVE_BENCH_DATABASE_URL").stdin(Stdio::null()).kill_on_drop(true);
-        let output = tokio::time::timeout(Duration::from_secs(120), bench.output()).await.expect("the bench ended in time").expect("run the bench");
-        assert_eq!(code(&output), 0, "conclave {args:?} failed:\n{}{}", stdout(&output), stderr(&output));
-        let report = stdout(&output);
-        for figure in ["std::fs::copy + sync_all", "| upload ", "the transport alone", "BlobStore write + finish", "RSS peak"] {
-            assert!(report.contains(figure), "no {figure:?} in the report:\n{report}");
-        }
-        let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().map(|entry| entry.unwrap().path()).collect();
-        if !keep {
-            assert!(left.is_empty(), "the bench left {left:?}");
-            continue;
-        }
-        // The SQLite store's directory, with the artifacts' directory in it.
-        let [kept] = left.as_slice() else { panic!("one directory kept, not {left:?}") };
-        assert!(stderr(&output).contains(&format!("kept {}", kept.display())), "{}", stderr(&output));
-        assert!(kept.join("conclave.db").is_file());
-        let artifacts = std::fs::read_dir(kept).unwrap().map(|entry| entry.unwrap().path()).find(|path| path.is_dir()).expect("the artifacts' directory");
-        let stored = std::fs::read_dir(artifacts.join("blobs/sha256")).unwrap().filter(|shard| {
-            std::fs::read_dir(shard.as_ref().unwrap().path()).unwrap().next().is_some()
-        });
-        assert!(stored.count() > 0, "the uploaded blobs are kept");
+    let temp = tempfile::tempdir().unwrap();
+    let mut bench = Command::new(BIN);
+    bench.args(args).env("TMPDIR", temp.path()).env_remove("CONCLAVE_BENCH_DATABASE_URL").stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), bench.output()).await.expect("the bench ended in time").expect("run the bench");
+    assert_eq!(code(&output), 0, "conclave {args:?} failed:\n{}{}", stdout(&output), stderr(&output));
+    let report = stdout(&output);
+    for figure in ["std::fs::copy + sync_all", "| upload ", "the transport alone", "BlobStore write + finish", "RSS peak"] {
+        assert!(report.contains(figure), "no {figure:?} in the report:\n{report}");
     }
+    let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert!(left.is_empty(), "the bench left {left:?}");
 }

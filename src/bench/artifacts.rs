@@ -46,12 +46,11 @@
 //! faster: on the machine of `BENCHMARKS.md`, a 1 MiB write loop of 256 MiB usually took
 //! 0.17–0.20 s right after a file of that size was deleted and 0.46–0.99 s otherwise, the time
 //! being in `write()`, not in the sync. The server deletes nothing while it stores blobs, so no
-//! copy and no blob is written just after a deletion by the bench. Its deletion at the end can
-//! slow down the next runs, though: there, ext4 runs without a journal, and creating a file
-//! checks free inodes for recent deletions (`recently_deleted` in the kernel), so it took from
-//! 25 µs to 0.6 ms per empty file depending on what had been deleted when. That slows the
-//! baseline's copies and the uploads' temp files alike. `--keep-files` leaves the directory in
-//! place, so runs made one after another do not measure each other's deletions.
+//! copy and no blob is written just after a deletion by the bench. (The likely cause: that
+//! machine's balloon device has free page reporting, so memory left free for a few seconds is
+//! handed back to the host and is slow to touch again, while a deletion frees page-cache pages
+//! that are fast to reuse. Blob I/O is direct, from pooled buffers, so only the copies and the
+//! sources pay for it.)
 //!
 //! Uploads are sent in 1 MiB chunks, as large as the blob writer's buffer, which hashes and
 //! writes one 1 MiB buffer while the next fills. Downloads come in the server's own chunks
@@ -144,7 +143,7 @@ pub(super) async fn bench(setup: Setup, url: &str, args: &BenchArgs, report: &mu
     progress(setup, format_args!("server listening on {}, artifacts in {} ({})", server.addr, blobs.display(), filesystem(&scratch.path)));
     let result = measure(setup, server.addr, plan, &scratch.path, report).await;
     let stopped = server.shutdown().await;
-    let removed = scratch.close(setup, args.keep_files);
+    let removed = scratch.remove();
     result.and(stopped).and(removed)
 }
 
@@ -902,13 +901,8 @@ impl Scratch {
         Ok(Self { path })
     }
 
-    /// Removes the directory, or with `keep` (`--keep-files`) leaves it and says where it is.
-    fn close(mut self, setup: Setup, keep: bool) -> Result<()> {
+    fn remove(mut self) -> Result<()> {
         let path = std::mem::take(&mut self.path);
-        if keep {
-            progress(setup, format_args!("artifacts: kept {} (--keep-files)", path.display()));
-            return Ok(());
-        }
         std::fs::remove_dir_all(&path).map_err(|err| storage(format_args!("removing the bench directory {}", path.display()), err))
     }
 }

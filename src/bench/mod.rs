@@ -189,14 +189,6 @@ pub struct BenchArgs {
     /// resident memory is sampled.
     #[arg(long, default_value_t = 8)]
     pub concurrent_transfers: usize,
-    /// Leave the directories the bench writes in (the SQLite store's, and the artifacts' blobs
-    /// and copies) in place when it ends, and say where they are, instead of removing them. On
-    /// the machine of `BENCHMARKS.md`, creating a file can be many times slower after many were
-    /// deleted, so back-to-back runs that each delete what they wrote measure the deletions of
-    /// the run before; remove the directories once the runs are done. A Postgres bench database
-    /// is dropped either way.
-    #[arg(long)]
-    pub keep_files: bool,
     /// Measure `conclave serve` child processes on one Postgres database instead of an
     /// in-process server: a comma-separated list of process counts, each measured on a fresh
     /// database (e.g. `--store postgres --processes 1,2,4`). Each process has `--workers` slots
@@ -279,7 +271,7 @@ async fn bench_on_fresh_database(setup: Setup, admin_url: Option<&str>, args: &B
         result = measured => result,
         () = stop_requested() => Err(Error::Internal("interrupted".into())),
     };
-    let removed = database.remove(setup, args.keep_files).await;
+    let removed = database.remove().await;
     result.and(removed)
 }
 
@@ -1457,13 +1449,8 @@ impl BenchDatabase {
         }
     }
 
-    /// Removes the database; with `keep_files`, a SQLite database's directory stays where it is.
-    async fn remove(self, setup: Setup, keep_files: bool) -> Result<()> {
+    async fn remove(self) -> Result<()> {
         match self.cleanup {
-            Cleanup::Directory(dir) if keep_files => {
-                progress(setup, format_args!("kept {} (--keep-files)", dir.display()));
-                Ok(())
-            }
             Cleanup::Directory(dir) => std::fs::remove_dir_all(&dir)
                 .map_err(|err| Error::Internal(format!("cannot remove the bench directory {}: {err}", dir.display()))),
             Cleanup::PostgresDatabase { admin, name } => {
